@@ -1,0 +1,232 @@
+"""Typed configuration for every r1forge service.
+
+Hydra composes one tree from ``configs/``; these dataclasses are its schema, registered in the
+ConfigStore so that an unknown key or a wrong type fails at start-up with Hydra's own message. Each
+service receives only its own frozen subtree (``cfg.rollout`` for a rollout worker, and so on). Rules
+that span services live in ``check_config`` and run once, before anything starts. Nothing here
+imports torch, vllm, ray or grpc, so configs load in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ModelConfig:
+    # Zoo entry to create locally when `path` is unset: "tiny-qwen" (Qwen2 architecture).
+    name: str = "tiny-qwen"
+    # Existing Hugging Face causal-LM checkpoint directory to use instead of a zoo model.
+    path: str | None = None
+    # Where zoo models are created and cached (one sub-directory per zoo name and shape).
+    cache_dir: str = "~/.cache/r1forge/models"
+    # Width of the residual stream.
+    hidden_size: int = 128
+    # Number of transformer blocks.
+    num_layers: int = 4
+    # Attention heads per layer.
+    num_heads: int = 4
+    # Key/value heads per layer (grouped-query attention when smaller than num_heads).
+    num_kv_heads: int = 2
+    # Width of the SwiGLU feed-forward layer.
+    intermediate_size: int = 384
+    # Share the input embedding and the output head.
+    tie_word_embeddings: bool = False
+    # Longest sequence (prompt + completion) the policy supports, in tokens.
+    max_position_embeddings: int = 512
+    # Seed for the random initialisation of a zoo model.
+    init_seed: int = 0
+
+
+@dataclass
+class TaskConfig:
+    # Task generator: "addition" (synthetic multi-digit addition in the R1 format).
+    name: str = "addition"
+    # Smallest number of digits in each operand.
+    min_digits: int = 2
+    # Largest number of digits in each operand.
+    max_digits: int = 3
+    # Number of prompts in the RL training split.
+    train_size: int = 4000
+    # Number of prompts in the held-out evaluation split (never trained on).
+    heldout_size: int = 200
+    # Number of worked chain-of-thought examples in the small labelled cold-start pool.
+    cold_start_size: int = 300
+    # Seed of the split generator; splits are a pure function of it.
+    seed: int = 1234
+    # Language the reasoning must be written in (ISO 639-1).
+    language: str = "en"
+
+
+@dataclass
+class RolloutConfig:
+    # Sampling engine: "vllm" (the real vLLM engine) or "hf" (transformers generate).
+    engine: str = "vllm"
+    # Completions sampled per prompt (G). The R1 recipe uses 16 to 64.
+    group_size: int = 16
+    # Number of rollout worker actors.
+    num_workers: int = 1
+    # Longest completion, in tokens.
+    max_new_tokens: int = 96
+    # Sampling temperature for RL rollouts.
+    temperature: float = 1.0
+    # Nucleus sampling threshold (1.0 disables it).
+    top_p: float = 1.0
+    # Device the engine runs on: "cpu" or "cuda".
+    device: str = "cpu"
+    # vLLM CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE); sized by config, not by a share of RAM.
+    kv_cache_gib: float = 0.25
+    # Fraction of GPU memory vLLM may use when device is "cuda".
+    gpu_memory_utilization: float = 0.5
+    # How new weights reach the engine: "object_store" (Ray, any device) or "nccl" (GPU only).
+    weight_sync: str = "object_store"
+    # Seconds a weight transfer may take before it fails with an error naming the worker.
+    weight_sync_timeout_s: float = 120.0
+    # Torch threads the worker may use.
+    num_threads: int = 1
+    # Seconds a blocking read of the prompts stream waits before checking for a stop signal.
+    read_block_s: float = 1.0
+
+
+@dataclass
+class RewardConfig:
+    # Reward services to start and call, by scorer name: "accuracy", "format".
+    scorers: list[str] = field(default_factory=lambda: ["accuracy", "format"])
+    # Weight of the verifier's correctness score in the total reward.
+    w_accuracy: float = 1.0
+    # Weight of the R1 format score in the total reward.
+    w_format: float = 0.2
+    # Interface the embedded reward servers bind to.
+    host: str = "127.0.0.1"
+    # Addresses of already running reward services, scorer name -> "host:port"; unset ones start embedded.
+    addresses: dict[str, str] = field(default_factory=dict)
+    # Deadline of one Score call, in seconds.
+    timeout_s: float = 30.0
+    # Attempts per Score call; only UNAVAILABLE is retried.
+    max_attempts: int = 3
+    # Hard per-item time budget of the math verifier; a verifier process past it is killed.
+    verify_timeout_s: float = 2.0
+    # Verifier worker processes per math service.
+    verify_workers: int = 2
+    # Largest gRPC message either side accepts, in bytes.
+    max_message_bytes: int = 16 * 1024 * 1024
+    # Shared token every call must carry in its "authorization" metadata; unset disables the check.
+    token: str | None = None
+
+
+@dataclass
+class LearnerConfig:
+    # Peak AdamW learning rate for GRPO.
+    lr: float = 5e-4
+    # AdamW weight decay.
+    weight_decay: float = 0.0
+    # Clip range of the importance ratio (epsilon in the GRPO surrogate).
+    clip_eps: float = 0.2
+    # Weight of the k3 KL penalty to the frozen reference policy (beta).
+    kl_coef: float = 0.02
+    # Loss aggregation: "seq_mean" (GRPO: mean over tokens, then over sequences) or "token_mean" (DAPO).
+    loss_agg: str = "seq_mean"
+    # Added to the group standard deviation when normalising advantages.
+    adv_eps: float = 1e-6
+    # Gradient-norm clipping threshold.
+    max_grad_norm: float = 1.0
+    # Number of RL steps (one optimizer step over prompts_per_step groups each).
+    rl_steps: int = 40
+    # Groups (prompts) consumed by one RL step.
+    prompts_per_step: int = 8
+    # Sequences per forward/backward pass; gradients accumulate across micro-batches.
+    micro_batch_size: int = 32
+    # Oldest policy lag accepted: groups more than this many versions behind are dropped. 0 = on-policy.
+    max_staleness: int = 0
+    # Cold-start SFT optimizer steps.
+    sft_steps: int = 300
+    # Cold-start SFT learning rate.
+    sft_lr: float = 2e-3
+    # Sequences per SFT step.
+    sft_batch_size: int = 32
+    # Save a checkpoint every this many RL steps (the final one is always saved).
+    checkpoint_every: int = 20
+    # Torch threads the learner may use.
+    num_threads: int = 1
+    # Device of the learner: "cpu" or "cuda".
+    device: str = "cpu"
+    # Seed of data order and initial state.
+    seed: int = 0
+
+
+@dataclass
+class RedisConfig:
+    # URL of an existing Redis ("redis://host:port/0"); unset starts an embedded one on loopback.
+    url: str | None = None
+    # Password for AUTH, when the server requires one.
+    password: str | None = None
+    # Stream carrying PromptTasks from the orchestrator to rollout workers.
+    prompts_stream: str = "r1forge:prompts"
+    # Stream carrying ScoredGroups from rollout workers to the learner.
+    groups_stream: str = "r1forge:groups"
+    # Stream receiving messages delivered more than max_deliveries times, with the reason.
+    dead_letter_stream: str = "r1forge:dead"
+    # Deliveries after which a message is dead-lettered.
+    max_deliveries: int = 3
+    # Pending entries idle this long are reclaimed from their (presumed dead) consumer.
+    claim_idle_s: float = 60.0
+    # Seconds every Redis command may take before it fails.
+    socket_timeout_s: float = 10.0
+
+
+@dataclass
+class LauncherConfig:
+    # Address of an existing Ray cluster ("auto" or "ray://host:10001"); unset starts a local Ray.
+    ray_address: str | None = None
+    # CPUs a local Ray may schedule.
+    num_cpus: int = 2
+    # Start Ray's dashboard with a local Ray (costs about 0.9 GB of memory).
+    include_dashboard: bool = False
+    # Seconds start-up of one service may take before the run fails naming it.
+    start_timeout_s: float = 180.0
+
+
+@dataclass
+class EvalConfig:
+    # Samples per held-out prompt; pass@1 is averaged over them.
+    num_samples: int = 4
+    # Sampling temperature for evaluation (0 = greedy, then num_samples is forced to 1).
+    temperature: float = 0.6
+    # Number of held-out prompts to evaluate (at most task.heldout_size).
+    num_prompts: int = 200
+
+
+@dataclass
+class PipelineConfig:
+    # Name of the pipeline, written into every manifest.
+    name: str = "default"
+    # Stages to run, in order: "cold_start_sft", "rl", "eval".
+    stages: list[str] = field(default_factory=lambda: ["cold_start_sft", "rl", "eval"])
+
+
+@dataclass
+class R1ForgeConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # Directory all outputs of this run go to.
+    run_dir: str = MISSING
+    # Run identifier stamped on every task; defaults to the run directory's name.
+    run_id: str | None = None
+    # Logging level of every service.
+    log_level: str = "INFO"
+
+
+def register_configs() -> None:
+    """Register the schema so YAML files in configs/ are validated against it."""
+    cs = ConfigStore.instance()
+    cs.store(name="r1forge_schema", node=R1ForgeConfig)
