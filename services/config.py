@@ -77,8 +77,14 @@ class RolloutConfig:
     top_p: float = 1.0
     # Device the engine runs on: "cpu" or "cuda".
     device: str = "cpu"
-    # vLLM CPU KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE); sized by config, not by a share of RAM.
+    # vLLM KV-cache size in GiB on the CPU; sized by config, never by a share of the node's memory.
     kv_cache_gib: float = 0.25
+    # Longest prompt + completion the engine accepts, in tokens.
+    max_model_len: int = 512
+    # Most sequences vLLM schedules at once.
+    max_num_seqs: int = 256
+    # Seed of the engine's sampler (set once per engine; vLLM-cpu cannot take per-request seeds).
+    seed: int = 0
     # Fraction of GPU memory vLLM may use when device is "cuda".
     gpu_memory_utilization: float = 0.5
     # How new weights reach the engine: "object_store" (Ray, any device) or "nccl" (GPU only).
@@ -115,6 +121,12 @@ class RewardConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     # Shared token every call must carry in its "authorization" metadata; unset disables the check.
     token: str | None = None
+    # PEM certificate the reward servers present for TLS; set together with tls_key, unset = plaintext.
+    tls_cert: str | None = None
+    # PEM private key matching tls_cert.
+    tls_key: str | None = None
+    # PEM CA bundle clients verify the servers' certificates against; set it when the servers use TLS.
+    tls_ca: str | None = None
 
 
 @dataclass
@@ -204,7 +216,7 @@ class PipelineConfig:
     # Name of the pipeline, written into every manifest.
     name: str = "default"
     # Stages to run, in order: "cold_start_sft", "rl", "eval".
-    stages: list[str] = field(default_factory=lambda: ["cold_start_sft", "rl", "eval"])
+    stages: list[str] = field(default_factory=lambda: ["cold_start_sft", "eval", "rl", "eval"])
 
 
 @dataclass
@@ -230,3 +242,35 @@ def register_configs() -> None:
     """Register the schema so YAML files in configs/ are validated against it."""
     cs = ConfigStore.instance()
     cs.store(name="r1forge_schema", node=R1ForgeConfig)
+
+
+def check_config(cfg) -> None:
+    """Rules that span services, checked once before anything starts. Raises ValueError with the fix."""
+    from services.rollout.engine import ENGINES
+
+    errors = []
+    if cfg.rollout.engine not in ENGINES:
+        errors.append(f"rollout.engine={cfg.rollout.engine!r}: choose one of {list(ENGINES)}")
+    if cfg.rollout.group_size < 2:
+        errors.append(f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 completions per prompt")
+    if cfg.learner.loss_agg not in ("seq_mean", "token_mean"):
+        errors.append(f"learner.loss_agg={cfg.learner.loss_agg!r}: choose 'seq_mean' or 'token_mean'")
+    if cfg.rollout.weight_sync not in ("object_store", "nccl"):
+        errors.append(f"rollout.weight_sync={cfg.rollout.weight_sync!r}: choose 'object_store' or 'nccl'")
+    if cfg.rollout.weight_sync == "nccl" and cfg.rollout.device != "cuda":
+        errors.append("rollout.weight_sync=nccl needs rollout.device=cuda (NCCL moves GPU tensors)")
+    unknown = [s for s in cfg.reward.scorers if not hasattr(cfg.reward, f"w_{s}")]
+    if unknown:
+        errors.append(f"reward.scorers has {unknown} with no weight reward.w_<name>; known scorers have one")
+    if not cfg.launcher.ray_address:
+        need = cfg.rollout.num_workers * cfg.rollout.num_threads + cfg.learner.num_threads
+        if need > cfg.launcher.num_cpus:
+            errors.append(
+                f"{cfg.rollout.num_workers} rollout workers x rollout.num_threads={cfg.rollout.num_threads} + "
+                f"learner.num_threads={cfg.learner.num_threads} need {need} CPUs but launcher.num_cpus="
+                f"{cfg.launcher.num_cpus}; raise launcher.num_cpus or lower the others"
+            )
+    if cfg.rollout.max_new_tokens >= cfg.rollout.max_model_len:
+        errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")
+    if errors:
+        raise ValueError("invalid configuration:\n  " + "\n  ".join(errors))

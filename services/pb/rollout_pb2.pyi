@@ -31,7 +31,7 @@ class TaskId(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class PromptTask(_message.Message):
-    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage")
+    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class PromptTask(_message.Message):
     GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     MIN_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     id: TaskId
     prompt: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -50,7 +51,8 @@ class PromptTask(_message.Message):
     group_size: int
     min_policy_version: int
     stage: str
-    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ...) -> None: ...
+    temperature: float
+    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
 
 class RewardComponent(_message.Message):
     __slots__ = ("name", "value", "status", "detail")

@@ -1,0 +1,12 @@
+"""The learner: GRPO / SFT losses, batch building, the training step and checkpoints.
+
+Modules, each one concept, none importing Redis, Ray, gRPC or vLLM (the service edge does that):
+- `grpo`: advantages, clipped surrogate, k3 KL, loss aggregation (pure torch maths);
+- `batch`: which scored groups train (dedupe, staleness, failures, zero variance) and their tensors;
+- `logprobs`: per-token log-probs of sequences under a causal LM;
+- `sft`: supervised batches with response-only loss masks, packing, an epoch iterator;
+- `trainer`: `GRPOTrainer`, the optimizer step over micro-batches, weights as safetensors bytes;
+- `checkpoint`: HF-loadable checkpoints plus r1forge state as JSON and safetensors.
+
+This file imports nothing so that importing the package stays cheap (torch loads on first use).
+"""

@@ -1,0 +1,158 @@
+"""The learner service: reads ScoredGroups from Redis, takes GRPO steps, publishes weights.
+
+A plain class; the orchestrator runs it as a Ray actor (one per training stage, on the GPU when there
+is one). Delivery is at-least-once and training exactly-once: a group's stream entry is acknowledged
+only after the optimizer step that used it (or after it was dropped for a counted reason), and the
+set of trained group ids travels with every checkpoint, so a redelivered group is a counted
+`duplicate`, never a second update. SFT runs through the same trainer, on a dataset read from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from services.learner.batch import DROP_REASONS, build_batch, select_groups
+from services.learner.sft import sft_batches
+from services.learner.trainer import GRPOTrainer
+from services.pb import rollout_pb2
+
+log = logging.getLogger(__name__)
+
+
+class LearnerService:
+    def __init__(
+        self,
+        model_dir: str,
+        learner_cfg,
+        redis_cfg=None,
+        redis_url: str | None = None,
+        groups_stream: str | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.cfg = learner_cfg
+        self.trainer = GRPOTrainer(model_dir, learner_cfg, resume=resume)
+        self.groups = None
+        if redis_url is not None:
+            from services.transport.redis_server import connect
+            from services.transport.streams import StreamQueue
+
+            client = connect(
+                redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s
+            )
+            self.groups = StreamQueue.from_config(
+                client, redis_cfg, groups_stream, "readers", rollout_pb2.ScoredGroup
+            )
+            self.groups.ensure_group()
+        self._sft_iter = None
+
+    def policy_version(self) -> int:
+        return self.trainer.policy_version
+
+    # -- SFT ----------------------------------------------------------------------------------------
+
+    def load_sft_dataset(self, path: str, seed: int) -> int:
+        """Tokenize a prompt/completion JSONL file for `sft_steps`; returns the number of examples."""
+        from services.tasks.datasets import read_sft_jsonl
+
+        tok = self.trainer.tokenizer
+        rows = read_sft_jsonl(path)
+        examples = [(tok(r["prompt"])["input_ids"], tok(r["completion"])["input_ids"]) for r in rows]
+        self._sft_iter = sft_batches(
+            examples, self.cfg.sft_batch_size, seed, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id
+        )
+        self.trainer.set_lr(self.cfg.sft_lr)
+        return len(examples)
+
+    def sft_steps(self, num_steps: int) -> list[dict]:
+        """Take `num_steps` SFT optimizer steps on the loaded dataset; one metrics dict per step."""
+        if self._sft_iter is None:
+            raise RuntimeError("sft_steps called before load_sft_dataset")
+        return [self.trainer.sft_step(next(self._sft_iter)) for _ in range(num_steps)]
+
+    # -- GRPO ---------------------------------------------------------------------------------------
+
+    def train_step(self, expected_groups: int, timeout_s: float) -> dict:
+        """Collect `expected_groups` groups from the stream, take one GRPO step on the admitted ones.
+
+        Dropped groups (duplicate, stale, failed, zero variance, malformed) are counted and acked. If
+        none is admitted, no step is taken and the policy version stays. Raises TimeoutError naming the
+        shortfall when the groups do not arrive in time.
+        """
+        t0 = time.perf_counter()
+        deliveries = []
+        while len(deliveries) < expected_groups:
+            remaining = t0 + timeout_s - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"learner waited {timeout_s:.0f}s for {expected_groups} groups on {self.groups.stream!r} "
+                    f"and got {len(deliveries)}: are the rollout workers and reward services alive?"
+                )
+            deliveries += self.groups.read("learner", expected_groups - len(deliveries), min(1.0, remaining))
+        wait_s = time.perf_counter() - t0
+        groups = [d.message for d in deliveries]
+        selection = select_groups(
+            groups, self.trainer.trained_group_ids, self.trainer.policy_version, self.cfg.max_staleness
+        )
+        metrics: dict = {f"dropped_{r}": selection.dropped[r] for r in DROP_REASONS}
+        metrics.update(_rollout_metrics(groups))
+        if selection.groups:
+            batch = build_batch(selection.groups, self.trainer.tokenizer.pad_token_id, self.cfg.adv_eps)
+            metrics.update(self.trainer.step(batch))
+        for key, reason in selection.dropped_keys:
+            log.debug("dropped group %s: %s", key, reason)
+        self.groups.ack([d.entry_id for d in deliveries])
+        metrics.update(
+            groups_trained=len(selection.groups),
+            policy_version=self.trainer.policy_version,
+            wait_s=wait_s,
+            step_s=time.perf_counter() - t0,
+        )
+        return metrics
+
+    # -- weights and checkpoints ---------------------------------------------------------------------
+
+    def publish(self) -> tuple[bytes, bytes]:
+        """The current weights as (WeightsAnnouncement bytes, safetensors payload)."""
+        import hashlib
+
+        payload = self.trainer.state_dict_safetensors()
+        ann = rollout_pb2.WeightsAnnouncement(
+            policy_version=self.trainer.policy_version,
+            format="safetensors",
+            num_bytes=len(payload),
+            sha256=hashlib.sha256(payload).hexdigest(),
+        )
+        return ann.SerializeToString(), payload
+
+    def save(self, directory: str, extra_meta: dict | None = None) -> str:
+        return str(self.trainer.save(Path(directory), extra_meta))
+
+    def trained_group_ids(self) -> list[str]:
+        return sorted(self.trainer.trained_group_ids)
+
+
+def _rollout_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:
+    """Reward components, accuracy and response length over every completion received this step."""
+    comps = [c for g in groups for c in g.completions]
+    if not comps:
+        return {}
+    out = {
+        "reward": sum(c.total_reward for c in comps) / len(comps),
+        "response_len": sum(len(c.completion_token_ids) for c in comps) / len(comps),
+        "truncated_frac": sum(c.finish_reason == "length" for c in comps) / len(comps),
+        "generate_s": sum(g.generate_s for g in groups),
+        "score_s": sum(g.score_s for g in groups),
+    }
+    names = {r.name for c in comps for r in c.rewards}
+    for name in sorted(names):
+        vals = [
+            r.value
+            for c in comps
+            for r in c.rewards
+            if r.name == name and r.status == rollout_pb2.REWARD_STATUS_OK
+        ]
+        if vals:
+            out[f"reward_{name}"] = sum(vals) / len(vals)
+    return out

@@ -1,0 +1,239 @@
+"""The learner's training step: GRPO and SFT updates of a Hugging Face causal-LM policy.
+
+`GRPOTrainer` owns the policy, the frozen reference policy, the AdamW optimizer, the policy version
+and the set of trained group ids; it is pure torch + transformers (no Redis, Ray, gRPC or vLLM), so
+the service loop around it stays thin and the step itself is testable on a tiny model.
+
+How it departs from the paper and why:
+- Dropout stays off (the model is in eval mode while training): the importance ratio compares the
+  learner's distribution with the sampler's, which has no dropout. Gradients are unaffected by mode.
+- The behaviour log-probs are the sampler's own (vLLM), not recomputed by the learner; with
+  `max_staleness=0` and one optimizer step per batch the ratio starts at ~1, as in the paper's
+  single-update setting.
+- One optimizer step per batch of groups (the paper's mu = 1); micro-batches only bound memory and
+  give the same gradient as one big batch (see `grpo.aggregate`'s normaliser).
+- The reference policy is the stage's starting checkpoint and is skipped entirely when kl_coef = 0.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save as safetensors_save
+
+from services.learner.batch import GRPOBatch
+from services.learner.checkpoint import load_checkpoint_meta, load_optimizer_state, save_checkpoint
+from services.learner.grpo import LOSS_AGG_MODES, grpo_loss
+from services.learner.logprobs import token_logprobs
+from services.learner.sft import SFTBatch, packing_is_exact
+
+log = logging.getLogger(__name__)
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def _load_policy(directory: str | Path, device: torch.device) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32)
+    return model.to(device).eval()
+
+
+def _load_tokenizer(directory: Path) -> Any | None:
+    if not any((directory / name).is_file() for name in _TOKENIZER_FILES):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(directory))
+
+
+def _tied_targets(model: torch.nn.Module) -> set[str]:
+    """Names HF treats as the tied copy (e.g. lm_head.weight) and leaves out of saved checkpoints."""
+    keys = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or ()
+    return set(keys.keys() if isinstance(keys, dict) else keys)
+
+
+def untied_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict with each shared tensor once, keeping the name HF keeps.
+
+    With tied embeddings `lm_head.weight` is the same tensor as `model.embed_tokens.weight`; like
+    `save_pretrained`, keep the embedding and drop the head, so the result loads into HF and vLLM.
+    """
+    targets = _tied_targets(model)
+    by_storage: dict[tuple, list[str]] = defaultdict(list)
+    state = model.state_dict()
+    for name, tensor in state.items():
+        by_storage[(tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))].append(name)
+    keep = set()
+    for names in by_storage.values():
+        sources = [n for n in names if n not in targets] or names
+        keep.add(sources[0])
+    return {name: tensor for name, tensor in state.items() if name in keep}
+
+
+class GRPOTrainer:
+    """GRPO and SFT steps on a policy loaded from an HF checkpoint directory.
+
+    `model_dir` may be a plain HF directory (version 0) or an r1forge checkpoint. From a checkpoint the
+    policy version always continues; with `resume=True` the step count, the trained group ids and the
+    optimizer state are restored too (the same stage restarting), otherwise they start fresh (a new
+    stage starting from that checkpoint). `reference_dir` is the frozen KL reference; it defaults to
+    the one recorded in the checkpoint when resuming, else `model_dir` (the stage's starting point).
+    """
+
+    def __init__(
+        self, model_dir: str | Path, cfg: Any, reference_dir: str | Path | None = None, resume: bool = False
+    ) -> None:
+        if cfg.loss_agg not in LOSS_AGG_MODES:
+            raise ValueError(
+                f"learner.loss_agg={cfg.loss_agg!r} is unknown; choose one of {list(LOSS_AGG_MODES)}"
+            )
+        if cfg.micro_batch_size < 1:
+            raise ValueError(f"learner.micro_batch_size={cfg.micro_batch_size} must be >= 1")
+        torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(cfg.seed)
+        self.cfg = cfg
+        self.model_dir = Path(model_dir)
+        self.device = torch.device(cfg.device)
+        self.model = _load_policy(self.model_dir, self.device)
+        self.tokenizer = _load_tokenizer(self.model_dir)
+        meta = load_checkpoint_meta(self.model_dir)
+        recorded_reference = meta.get("reference_dir") if resume else None
+        self.reference_dir = Path(reference_dir or recorded_reference or self.model_dir)
+        self.reference: torch.nn.Module | None = None
+        if cfg.kl_coef > 0:
+            self.reference = _load_policy(self.reference_dir, self.device).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.policy_version = int(meta["policy_version"])
+        self.step_count = 0
+        self.trained_group_ids: set[str] = set()
+        if resume:
+            self.step_count = int(meta["step"])
+            self.trained_group_ids = set(meta["trained_group_ids"])
+            if not load_optimizer_state(self.model_dir, self.optimizer):
+                log.warning("checkpoint %s has no optimizer state; AdamW restarts from zero", self.model_dir)
+            self.set_lr(cfg.lr)
+        self._packing_checked = False
+
+    # -- optimizer ---------------------------------------------------------------------------------
+
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every parameter group (e.g. `sft_lr` before SFT steps)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _optimizer_step(self) -> float:
+        """Clip, step and advance the policy version; return the pre-clip gradient norm."""
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
+        if not torch.isfinite(torch.tensor(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise FloatingPointError(
+                f"gradient norm is {grad_norm} at policy_version={self.policy_version}; the update was "
+                "not applied. Lower learner.lr or check the batch's log-probs for inf/NaN."
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.policy_version += 1
+        self.step_count += 1
+        return grad_norm
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def step(self, batch: GRPOBatch) -> dict[str, float]:
+        """One GRPO optimizer step over `batch` (in micro-batches); return metrics.
+
+        The batch's group keys join `trained_group_ids` once the update is applied.
+        """
+        if batch.num_sequences == 0:
+            raise ValueError("GRPO step on an empty batch; build_batch needs admitted groups")
+        cfg = self.cfg
+        normaliser = batch.num_sequences if cfg.loss_agg == "seq_mean" else max(1, batch.num_tokens)
+        sums: dict[str, float] = defaultdict(float)
+        ratio_max = 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for mb in batch.to(self.device).micro_batches(cfg.micro_batch_size):
+            logp = token_logprobs(self.model, mb.input_ids, mb.attention_mask)  # [b, t]
+            ref_logp = None
+            if self.reference is not None:
+                with torch.no_grad():
+                    ref_logp = token_logprobs(self.reference, mb.input_ids, mb.attention_mask)  # [b, t]
+            loss, m = grpo_loss(
+                logp, mb.old_logprobs, ref_logp, mb.advantages, mb.completion_mask,
+                cfg.clip_eps, cfg.kl_coef, cfg.loss_agg, normaliser,
+            )  # fmt: skip
+            loss.backward()
+            sums["loss"] += loss.item()  # micro-batch losses add up to the full-batch loss
+            for key in ("pg_loss", "kl", "clip_frac", "ratio_mean"):
+                sums[key] += m[key] * m["num_tokens"]
+            sums["tokens"] += m["num_tokens"]
+            ratio_max = max(ratio_max, m["ratio_max"])
+        grad_norm = self._optimizer_step()
+        self.trained_group_ids.update(batch.group_keys)
+        tokens = max(1.0, sums["tokens"])
+        metrics = {key: sums[key] / tokens for key in ("pg_loss", "kl", "clip_frac", "ratio_mean")}
+        metrics.update(batch.reward_stats())
+        metrics.update(
+            loss=sums["loss"], ratio_max=ratio_max, tokens=sums["tokens"], grad_norm=grad_norm,
+            lr=self.lr, policy_version=float(self.policy_version),
+        )  # fmt: skip
+        return metrics
+
+    def sft_step(self, batch: SFTBatch) -> dict[str, float]:
+        """One SFT optimizer step: cross-entropy on completion tokens, mean over all of the batch's."""
+        if batch.position_ids is not None and not self._packing_checked:
+            if not packing_is_exact(self.model, self.model.config.get_text_config().vocab_size):
+                raise ValueError(
+                    f"{type(self.model).__name__} attends across packed examples (its attention does not "
+                    "use transformers' packed-sequence masks); build SFT batches without pack=True"
+                )
+            self._packing_checked = True
+        total_tokens = max(1, batch.num_tokens)
+        loss_sum = 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for mb in batch.micro_batches(self.cfg.micro_batch_size):
+            ids = mb.input_ids.to(self.device)
+            attention = None if mb.attention_mask is None else mb.attention_mask.to(self.device)
+            positions = None if mb.position_ids is None else mb.position_ids.to(self.device)
+            logp = token_logprobs(self.model, ids, attention, positions)  # [b, t]
+            loss = -(logp * mb.loss_mask.to(self.device)).sum() / total_tokens
+            loss.backward()
+            loss_sum += loss.item()
+        grad_norm = self._optimizer_step()
+        return {
+            "loss": loss_sum,
+            "tokens": float(batch.num_tokens),
+            "examples": float(batch.num_examples),
+            "truncated": float(batch.num_truncated),
+            "grad_norm": grad_norm,
+            "lr": self.lr,
+            "policy_version": float(self.policy_version),
+        }
+
+    # -- weights and checkpoints ------------------------------------------------------------------
+
+    def state_dict_safetensors(self, dtype: torch.dtype | None = None) -> bytes:
+        """The policy's weights as safetensors bytes, tied copies left out (see `untied_state_dict`)."""
+        tensors = {
+            name: (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
+            for name, t in untied_state_dict(self.model).items()
+        }
+        return safetensors_save(tensors, metadata={"policy_version": str(self.policy_version)})
+
+    def save(self, directory: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
+        """Write a resumable checkpoint (weights, tokenizer, optimizer, version, trained ids)."""
+        meta = {
+            "policy_version": self.policy_version,
+            "step": self.step_count,
+            "trained_group_ids": self.trained_group_ids,
+            "reference_dir": str(self.reference_dir),
+            **(extra_meta or {}),
+        }
+        return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)

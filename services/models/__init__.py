@@ -1,0 +1,1 @@
+"""Policy model zoo and tokenizer: tiny policies created locally, loadable by transformers and vLLM."""

@@ -1,0 +1,1 @@
+"""Orchestrator: the `r1forge` entry point, pipeline stages, launchers, evaluation and reports."""

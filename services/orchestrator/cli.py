@@ -1,0 +1,39 @@
+"""`r1forge`: the Hydra main. Composes configs/, runs the pipeline, says where the results are.
+
+    r1forge                                   # the default pipeline on embedded defaults
+    r1forge rollout.group_size=64 learner.kl_coef=0 rollout.engine=hf
+    r1forge launcher.ray_address=auto redis.url=redis://redis:6379/0
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from services.config import register_configs
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+register_configs()
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+def _main(cfg: DictConfig) -> None:
+    from services.orchestrator.pipeline import run_pipeline
+
+    logging.getLogger().setLevel(cfg.log_level)
+    for noisy in ("vllm", "ray", "httpx", "urllib3", "filelock", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    summary = run_pipeline(cfg)
+    run_dir = Path(cfg.run_dir).resolve()
+    line = " | ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.endswith("_pass1"))
+    print(f"\n{line} | policy v{summary['policy_version']} | {summary['wall_s']:.0f}s", flush=True)
+    print(f"results in {run_dir}: summary.json, metrics.jsonl, curves.png, tensorboard/, checkpoints/, "
+          f"eval_*.json, manifests/", flush=True)
+
+
+def main() -> None:
+    sys.exit(_main())

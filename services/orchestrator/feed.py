@@ -1,0 +1,52 @@
+"""Issue PromptTasks into the prompts stream, with stable ids and bounded backlog.
+
+Ids are `(run_id, prompt_id, epoch)`: the same prompt in a new pass over the data is a new task, a
+retry of the same task is not. The feeder cycles through its problems in a seeded order per epoch.
+"""
+
+from __future__ import annotations
+
+import random
+
+from services.pb import rollout_pb2
+from services.tasks.prompts import render_chat_prompt
+
+
+class TaskFeeder:
+    def __init__(self, problems: list, tokenizer, run_id: str, stage: str, language: str, seed: int) -> None:
+        if not problems:
+            raise ValueError(f"stage {stage!r} has no prompts to issue")
+        self.problems, self.tokenizer = problems, tokenizer
+        self.run_id, self.stage, self.language, self.seed = run_id, stage, language, seed
+        self.epoch, self._order, self._pos = 0, self._shuffled(0), 0
+
+    def _shuffled(self, epoch: int) -> list[int]:
+        order = list(range(len(self.problems)))
+        random.Random(f"{self.seed}/{epoch}").shuffle(order)
+        return order
+
+    def next_tasks(self, n: int, group_size: int, min_policy_version: int,
+                   temperature: float | None = None) -> list[rollout_pb2.PromptTask]:
+        tasks = []
+        for _ in range(n):
+            if self._pos == len(self._order):
+                self.epoch += 1
+                self._order, self._pos = self._shuffled(self.epoch), 0
+            tasks.append(make_task(self.problems[self._order[self._pos]], self.tokenizer, self.run_id, self.stage,
+                                   self.epoch, group_size, min_policy_version, self.language, temperature))
+            self._pos += 1
+        return tasks
+
+
+def make_task(problem, tokenizer, run_id: str, stage: str, epoch: int, group_size: int, min_policy_version: int,
+              language: str, temperature: float | None = None) -> rollout_pb2.PromptTask:
+    prompt = render_chat_prompt(tokenizer, problem.question)
+    task = rollout_pb2.PromptTask(
+        id=rollout_pb2.TaskId(run_id=run_id, prompt_id=problem.prompt_id, epoch=epoch),
+        prompt=prompt, prompt_token_ids=tokenizer(prompt, add_special_tokens=False)["input_ids"],
+        answer=problem.answer, language=language, source="addition", group_size=group_size,
+        min_policy_version=min_policy_version, stage=stage,
+    )
+    if temperature is not None:
+        task.temperature = temperature
+    return task

@@ -1,0 +1,118 @@
+"""Bring up what a pipeline runs on: Redis, the reward services, Ray and the rollout worker actors.
+
+A supervisor over a flat tree: the driver owns the embedded Redis and the reward processes, Ray owns
+the actors. Every start-up step has a deadline and fails with an error that names the service, and
+`close()` tears everything down in reverse order, also on errors and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from services.orchestrator.reward_procs import RewardProcesses
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    cfg: object
+    redis_url: str = ""
+    reward_addresses: dict[str, str] = field(default_factory=dict)
+    workers: list = field(default_factory=list)
+    _redis: object = None
+    _rewards: RewardProcesses = field(default_factory=RewardProcesses)
+    _ray_started: bool = False
+
+    def start(self, model_dir: str) -> Runtime:
+        try:
+            self._start_redis()
+            self._start_rewards()
+            self._start_ray()
+            self._start_workers(model_dir)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_redis(self) -> None:
+        from services.transport.redis_server import EmbeddedRedis, connect
+
+        rcfg = self.cfg.redis
+        if rcfg.url:
+            connect(rcfg.url, password=rcfg.password, socket_timeout_s=rcfg.socket_timeout_s).close()
+            self.redis_url = rcfg.url
+        else:
+            self._redis = EmbeddedRedis(password=rcfg.password)
+            self.redis_url = self._redis.start()
+        log.info("redis at %s", self.redis_url.split("@")[-1])
+
+    def _start_rewards(self) -> None:
+        from services.transport.grpc_utils import wait_healthy
+
+        rw = self.cfg.reward
+        given = dict(rw.addresses)
+        missing = [s for s in rw.scorers if s not in given]
+        overrides = [f"reward.{k}={v}" for k, v in rw.items() if isinstance(v, (int, float, str)) and v is not None]
+        started = self._rewards.start(missing, overrides, self.cfg.launcher.start_timeout_s) if missing else {}
+        self.reward_addresses = {s: given.get(s) or started[s] for s in rw.scorers}
+        for name, addr in self.reward_addresses.items():
+            wait_healthy(addr, self.cfg.launcher.start_timeout_s, token=rw.token, tls_ca=rw.get("tls_ca"))
+
+    def _start_ray(self) -> None:
+        import ray
+
+        lc = self.cfg.launcher
+        if ray.is_initialized():
+            return
+        env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+        os.environ.update(env)
+        if lc.ray_address:
+            ray.init(address=lc.ray_address, runtime_env={"env_vars": env}, log_to_driver=True)
+        else:
+            ray.init(num_cpus=lc.num_cpus, include_dashboard=lc.include_dashboard, runtime_env={"env_vars": env},
+                     log_to_driver=True, configure_logging=True, logging_level=logging.WARNING)
+        self._ray_started = True
+
+    def _start_workers(self, model_dir: str) -> None:
+        import ray
+
+        from services.rollout.worker import RolloutWorker
+
+        rc = self.cfg.rollout
+        actor_cls = ray.remote(
+            num_cpus=rc.num_threads, num_gpus=1 if rc.device == "cuda" else 0,
+            max_restarts=3,  # a restart re-runs __init__ (initial weights); the driver re-syncs weights
+        )(RolloutWorker)
+        self.workers = [
+            actor_cls.options(name=f"rollout-{i}").remote(
+                f"rollout-{i}", model_dir, rc, self.cfg.reward, self.cfg.redis, self.redis_url, self.reward_addresses
+            )
+            for i in range(rc.num_workers)
+        ]
+        try:
+            ray.get([w.ready.remote() for w in self.workers], timeout=self.cfg.launcher.start_timeout_s)
+        except ray.exceptions.GetTimeoutError as e:
+            raise TimeoutError(
+                f"rollout workers did not start within {self.cfg.launcher.start_timeout_s:.0f}s "
+                f"(engine={rc.engine}, device={rc.device}); see the worker log above"
+            ) from e
+
+    def close(self) -> None:
+        import ray
+
+        for w in self.workers:
+            try:
+                ray.kill(w)
+            except Exception:  # already dead: nothing left to stop
+                pass
+        self.workers = []
+        if self._ray_started:
+            ray.shutdown()
+            self._ray_started = False
+        self._rewards.stop()
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = None

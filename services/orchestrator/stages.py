@@ -1,0 +1,245 @@
+"""The pipeline stages: cold-start SFT, GRPO, held-out evaluation.
+
+Each stage is a function of a `StageContext` that reads the current policy checkpoint, runs its work
+through the services (learner actor, rollout worker actors, reward services, Redis streams) and
+returns its outputs for the manifest. A stage that changes the policy saves a checkpoint and pushes
+the new weights to every rollout worker before it returns, so the next stage samples from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from services.orchestrator.evaluation import evaluate_groups
+from services.orchestrator.feed import TaskFeeder, make_task
+from services.orchestrator.metrics import MetricsLog
+from services.orchestrator.runtime import Runtime
+from services.pb import rollout_pb2
+from services.rollout.worker import GROUP_READERS, groups_stream_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageContext:
+    cfg: object
+    run_dir: Path
+    run_id: str
+    runtime: Runtime
+    metrics: MetricsLog
+    splits: dict
+    tokenizer: object
+    policy_dir: str
+    policy_version: int = 0
+    last_trained: str = "base"  # label of the policy the next eval measures
+    results: dict = field(default_factory=dict)
+    eval_index: int = 0
+
+    def queue(self, stream: str, group: str, message_cls):
+        from services.transport.redis_server import connect
+        from services.transport.streams import StreamQueue
+
+        rc = self.cfg.redis
+        client = connect(self.runtime.redis_url, password=rc.password, socket_timeout_s=rc.socket_timeout_s)
+        q = StreamQueue.from_config(client, rc, stream, group, message_cls)
+        q.ensure_group()
+        return q
+
+
+def _learner_actor(ctx: StageContext, with_redis: bool):
+    import ray
+
+    from services.learner.service import LearnerService
+
+    lc = OmegaConf.to_object(ctx.cfg.learner)
+    actor = ray.remote(num_cpus=lc.num_threads, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
+    if not with_redis:
+        return actor.remote(ctx.policy_dir, lc)
+    rc = OmegaConf.to_object(ctx.cfg.redis)
+    return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, rc.groups_stream)
+
+
+def sync_weights(ctx: StageContext, learner) -> int:
+    """Publish the learner's weights and load them into every rollout worker; return the version."""
+    import ray
+
+    ann, payload = learner.publish.options(num_returns=2).remote()
+    timeout = ctx.cfg.rollout.weight_sync_timeout_s
+    try:
+        versions = ray.get([w.update_weights.remote(ann, payload) for w in ctx.runtime.workers], timeout=timeout)
+    except ray.exceptions.GetTimeoutError as e:
+        raise TimeoutError(f"weight sync to rollout workers took longer than {timeout:.0f}s") from e
+    ctx.runtime.last_weights = (ann, payload)
+    ctx.policy_version = versions[0]
+    return ctx.policy_version
+
+
+def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, progress=None) -> None:
+    """Call every worker's `rollout` until the prompts stream is drained (tasks are deleted on ack)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while (left := prompts.outstanding()) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{left} prompt tasks still outstanding after {timeout_s:.0f}s of rollouts")
+        refs = [w.rollout.remote(chunk) for w in ctx.runtime.workers]
+        for worker, ref in zip(ctx.runtime.workers, refs):
+            try:
+                done = ray.get(ref)
+            except ray.exceptions.RayActorError as e:
+                log.warning("rollout worker died (%s); Ray restarts it and its pending tasks are reclaimed", e)
+                _resync_restarted(ctx, worker)
+                continue
+            if progress is not None:
+                progress.update(done)
+
+
+def _resync_restarted(ctx: StageContext, worker) -> None:
+    """A restarted worker re-ran __init__ with the initial weights: give it the current ones."""
+    import ray
+
+    if getattr(ctx.runtime, "last_weights", None):
+        ann, payload = ctx.runtime.last_weights
+        ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
+
+
+def cold_start_sft(ctx: StageContext) -> dict:
+    """Supervised fine-tuning on the small labelled pool of worked chain-of-thought examples."""
+    import ray
+
+    from services.tasks.datasets import cold_start_rows, write_sft_jsonl
+    from services.tasks.prompts import render_chat_prompt
+
+    cfg = ctx.cfg
+    data = ctx.run_dir / "data" / "cold_start.jsonl"
+    write_sft_jsonl(data, cold_start_rows(cfg.task, render=lambda q: render_chat_prompt(ctx.tokenizer, q)))
+    learner = _learner_actor(ctx, with_redis=False)
+    n = ray.get(learner.load_sft_dataset.remote(str(data), cfg.learner.seed))
+    steps, chunk = cfg.learner.sft_steps, 10
+    bar = tqdm(total=steps, desc="cold-start SFT", unit="step", dynamic_ncols=True)
+    last: dict = {}
+    for start in range(0, steps, chunk):
+        for i, m in enumerate(ray.get(learner.sft_steps.remote(min(chunk, steps - start))), start=start + 1):
+            ctx.metrics.log("cold_start_sft", i, m)
+            last = m
+        bar.update(min(chunk, steps - start))
+        bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
+    bar.close()
+    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "cold_start_sft")))
+    sync_weights(ctx, learner)
+    ray.kill(learner)
+    ctx.policy_dir, ctx.last_trained = ckpt, "sft"
+    log.info("cold-start SFT: %d steps on %d examples, final loss %.4f -> %s", steps, n, last.get("loss", 0), ckpt)
+    return {"checkpoint": ckpt, "dataset": str(data), "examples": n, "final_loss": last.get("loss")}
+
+
+def rl(ctx: StageContext) -> dict:
+    """GRPO: prompts -> rollout workers -> reward services -> learner, weights back every step."""
+    import ray
+
+    cfg, lc = ctx.cfg, ctx.cfg.learner
+    n, steps, overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
+    learner = _learner_actor(ctx, with_redis=True)
+    prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
+    feeder = TaskFeeder(ctx.splits["train"], ctx.tokenizer, ctx.run_id, "rl", cfg.task.language, lc.seed)
+    timeout = cfg.launcher.start_timeout_s + 60 * n
+
+    def issue() -> None:
+        for task in feeder.next_tasks(n, cfg.rollout.group_size, ctx.policy_version):
+            prompts.add(task)
+
+    def drive() -> None:
+        drive_rollouts(ctx, prompts, timeout, chunk=n)
+
+    issue()
+    drive()
+    pool = ThreadPoolExecutor(max_workers=1)
+    bar = tqdm(total=steps, desc="GRPO", unit="step", dynamic_ncols=True)
+    for step in range(1, steps + 1):
+        t0 = time.perf_counter()
+        background = None
+        if overlap and step < steps:  # async: sample the next batch with the current weights meanwhile
+            issue()
+            background = pool.submit(drive)
+        m = ray.get(learner.train_step.remote(n, timeout))
+        if background is not None:
+            background.result()
+        sync_weights(ctx, learner)
+        m["groups_per_s"] = n / (time.perf_counter() - t0)
+        ctx.metrics.log("rl", step, m)
+        bar.update(1)
+        tqdm.write(_step_line(step, steps, m))
+        if step % lc.checkpoint_every == 0 and step < steps:
+            ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / f"rl-step{step:05d}")))
+        if not overlap and step < steps:
+            issue()
+            drive()
+    bar.close()
+    pool.shutdown()
+    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "rl")))
+    trained = ray.get(learner.trained_group_ids.remote())
+    ray.kill(learner)
+    ctx.policy_dir, ctx.last_trained = ckpt, "rl"
+    ctx.results["rl_steps"] = steps
+    return {"checkpoint": ckpt, "steps": steps, "groups_trained": len(trained), "policy_version": ctx.policy_version}
+
+
+def _step_line(step: int, steps: int, m: dict) -> str:
+    def f(key: str, fmt: str = ".3f") -> str:
+        return format(m[key], fmt) if key in m else "-"
+
+    return (f"rl step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
+            f"acc {f('reward_accuracy')} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
+            f"| len {f('response_len', '.1f')} | {f('groups_per_s', '.2f')} groups/s "
+            f"| trained {m.get('groups_trained')} dropped(zero-var) {m.get('dropped_zero_variance', 0)}")
+
+
+def evaluate(ctx: StageContext) -> dict:
+    """Held-out pass@1 over k samples, maj@k, format rate and response length of the current policy."""
+    import json
+
+    cfg, ec = ctx.cfg, ctx.cfg.eval
+    label = ctx.last_trained
+    problems = ctx.splits["heldout"][: ec.num_prompts]
+    k = 1 if ec.temperature == 0 else ec.num_samples
+    ctx.eval_index += 1
+    stream = groups_stream_for(cfg.redis.groups_stream, "eval")
+    prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
+    out = ctx.queue(stream, GROUP_READERS, rollout_pb2.ScoredGroup)
+    for p in problems:
+        prompts.add(make_task(p, ctx.tokenizer, ctx.run_id, "eval", ctx.eval_index, k, ctx.policy_version,
+                              cfg.task.language, ec.temperature))
+    bar = tqdm(total=len(problems), desc=f"eval ({label})", unit="prompt", dynamic_ncols=True)
+    drive_rollouts(ctx, prompts, cfg.launcher.start_timeout_s + 10 * len(problems), chunk=32, progress=bar)
+    bar.close()
+    groups = []
+    while len(groups) < len(problems):
+        got = out.read("orchestrator", len(problems) - len(groups), 1.0)
+        if not got:
+            raise RuntimeError(f"eval: {len(problems) - len(groups)} groups missing from {stream!r}")
+        groups += [d.message for d in got]
+        out.ack([d.entry_id for d in got])
+    result = {"label": label, "policy_version": ctx.policy_version, "temperature": ec.temperature,
+              **evaluate_groups(groups)}
+    (ctx.run_dir / f"eval_{label}.json").write_text(json.dumps(result, indent=2))
+    ctx.results[f"{label}_pass1"] = result["pass1"]
+    ctx.metrics.log("eval", ctx.eval_index, {f"{label}_{k_}": v for k_, v in result.items() if k_ != "label"})
+    log.info("eval %s: pass@1 %.3f | maj@%d %.3f | format %.3f | len %.1f", label, result["pass1"], k,
+             result[f"maj@{k}"], result["format_rate"], result["response_len"])
+    return result
+
+
+STAGES = {"cold_start_sft": cold_start_sft, "rl": rl, "eval": evaluate}
+
+
+def get_stage(name: str):
+    if name not in STAGES:
+        raise ValueError(f"pipeline stage {name!r} is unknown; choose from {sorted(STAGES)}")
+    return STAGES[name]

@@ -1,0 +1,113 @@
+"""Scorer "accuracy": is the completion's final answer mathematically equal to the reference?
+
+The final answer is the content of the LAST `<answer>…</answer>` block of the completion (the R1
+template), or, when there is none, of the last `\\boxed{…}`. It is compared with the reference
+answer by math-verify (`parse` + `verify`), so "1/2", "0.5" and "\\frac{1}{2}" all match. The value
+is 1.0 for a match and 0.0 otherwise.
+
+What is checked here, in the parent, before any parsing (cheap string work only, linear in the
+input, safe on a 1 MB completion):
+* a missing answer is a real 0.0 (status ok): the policy did not answer;
+* an empty reference, an over-long answer or reference (`MAX_ANSWER_CHARS`) are status error: a
+  100k-digit number is not something to hand to sympy;
+* text that is not valid UTF-8 (lone surrogates) has the bad characters replaced.
+
+Parsing and comparison run in `VerifyPool` worker processes with a hard per-item time budget, so a
+hanging input ends as status timeout and the next item is scored normally.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
+from services.reward.verify_pool import Verdict, VerifyPool
+
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+BOXED = "\\boxed{"
+# Longest answer or reference handed to the parser; real final answers are far shorter.
+MAX_ANSWER_CHARS = 2000
+
+
+def clean_text(text: str) -> str:
+    """Replace what is not valid UTF-8 (lone surrogates) with U+FFFD and drop NUL characters."""
+    return text.encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last balanced `\\boxed{…}` in `text`, or None."""
+    start = text.rfind(BOXED)
+    if start == -1:
+        return None
+    depth = 0
+    for pos in range(start + len(BOXED) - 1, len(text)):
+        char = text[pos]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + len(BOXED) : pos]
+    return None
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer of `completion`: the last `<answer>` block, else the last `\\boxed{}`, else None."""
+    close = completion.rfind(ANSWER_CLOSE)
+    if close != -1:
+        start = completion.rfind(ANSWER_OPEN, 0, close)
+        if start != -1:
+            return completion[start + len(ANSWER_OPEN) : close].strip()
+    boxed = last_boxed(completion)
+    return None if boxed is None else boxed.strip()
+
+
+def precheck(item: ScoreInput) -> ScoreResult | tuple[str, str]:
+    """Either a final result that needs no parsing, or the (answer, reference) pair to verify."""
+    reference = clean_text(item.answer).strip()
+    if not reference:
+        return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, "no reference answer (answer is empty)")
+    if len(reference) > MAX_ANSWER_CHARS:
+        detail = f"reference answer too long ({len(reference)} > {MAX_ANSWER_CHARS} chars)"
+        return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
+    answer = extract_answer(item.completion)
+    if answer is None:
+        return ScoreResult(item.sample_index, 0.0, ScoreStatus.OK, "no <answer> block or \\boxed{} found")
+    if not answer:
+        return ScoreResult(item.sample_index, 0.0, ScoreStatus.OK, "empty answer")
+    if len(answer) > MAX_ANSWER_CHARS:
+        detail = f"answer too long ({len(answer)} > {MAX_ANSWER_CHARS} chars)"
+        return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
+    return clean_text(answer), reference
+
+
+class MathVerifierScorer:
+    """Scorer "accuracy": items are prechecked inline, then verified in parallel on the pool."""
+
+    name = "accuracy"
+
+    def __init__(self, num_workers: int, timeout_s: float) -> None:
+        self.pool = VerifyPool(num_workers=num_workers, timeout_s=timeout_s)
+        # One thread per worker process: each thread blocks on its item's pipe.
+        self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="math-verify")
+
+    def score(self, items: list[ScoreInput]) -> list[ScoreResult]:
+        prepared = [precheck(item) for item in items]
+        pending = {
+            i: self._executor.submit(self.pool.run, *job)
+            for i, job in enumerate(prepared)
+            if isinstance(job, tuple)
+        }
+        results = []
+        for i, item in enumerate(items):
+            job = prepared[i]
+            if isinstance(job, ScoreResult):
+                results.append(job)
+            else:
+                verdict: Verdict = pending[i].result()
+                results.append(ScoreResult(item.sample_index, verdict.value, verdict.status, verdict.detail))
+        return results
+
+    def close(self) -> None:
+        self.pool.close()
+        self._executor.shutdown(wait=True, cancel_futures=True)

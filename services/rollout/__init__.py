@@ -1,0 +1,1 @@
+"""Rollout worker: samples groups of completions with a sampling engine and scores them."""

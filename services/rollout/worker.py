@@ -1,0 +1,138 @@
+"""The rollout worker: read PromptTasks, sample a group each, score it over gRPC, emit ScoredGroups.
+
+One worker owns one sampling engine. The orchestrator runs it as a Ray actor; Ray runs one actor
+method at a time, so `update_weights` can never interleave with `rollout`: every group is sampled by
+exactly one policy version, recorded on each completion. A task is acknowledged only after its group
+is in the groups stream, so a worker that dies mid-task leaves the task pending, and another worker (or
+this one after a restart) reclaims it with XAUTOCLAIM and redoes it under the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from services.pb import rollout_pb2
+from services.rollout.engine import SamplingSpec, make_engine
+from services.rollout.scoring import apply_scores, reward_weights
+
+log = logging.getLogger(__name__)
+
+
+# Consumer group that readers of a groups stream (the learner, the eval and rejection-sampling collectors) use.
+GROUP_READERS = "readers"
+
+
+def groups_stream_for(base: str, stage: str) -> str:
+    """RL groups go to the learner's stream; other stages (eval, rejection sampling) get their own."""
+    return base if stage in ("", "rl") else f"{base}:{stage}"
+
+
+class RolloutWorker:
+    def __init__(self, worker_id: str, model_dir: str, rollout_cfg, reward_cfg, redis_cfg, redis_url: str,
+                 reward_addresses: dict[str, str]) -> None:
+        import torch
+
+        from services.reward.client import RewardClient
+        from services.transport.redis_server import connect
+
+        torch.set_num_threads(rollout_cfg.num_threads)
+        self.worker_id = worker_id
+        self.cfg = rollout_cfg
+        self.reward_cfg = reward_cfg
+        self.redis_cfg = redis_cfg
+        self.engine = make_engine(rollout_cfg.engine, model_dir, rollout_cfg)
+        self.policy_version = 0
+        self.redis = connect(redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s)
+        self.prompts = self._queue(redis_cfg.prompts_stream, "rollout", rollout_pb2.PromptTask)
+        self.outputs: dict = {}  # groups stream name -> StreamQueue, created on first use
+        self.clients = {name: RewardClient(addr, reward_cfg) for name, addr in reward_addresses.items()}
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(self.clients)))
+
+    def _queue(self, stream: str, group: str, message_cls):
+        from services.transport.streams import StreamQueue
+
+        q = StreamQueue.from_config(self.redis, self.redis_cfg, stream, group, message_cls)
+        q.ensure_group()
+        return q
+
+    def ready(self) -> str:
+        return self.worker_id
+
+    def update_weights(self, announcement: bytes, payload: bytes) -> int:
+        """Load a published policy version; returns the version now held."""
+        from services.transport.weights import unpack_weights
+
+        ann = rollout_pb2.WeightsAnnouncement.FromString(announcement)
+        self.engine.load_weights(unpack_weights(ann, payload))
+        self.policy_version = ann.policy_version
+        return self.policy_version
+
+    def rollout(self, max_tasks: int, block_s: float | None = None) -> int:
+        """Process up to `max_tasks` tasks (one batched generate); return how many groups were emitted."""
+        deliveries = self.prompts.read(self.worker_id, max_tasks, block_s or self.cfg.read_block_s)
+        if not deliveries:
+            return 0
+        tasks = [d.message for d in deliveries]
+        for task in tasks:
+            if task.min_policy_version > self.policy_version:
+                raise RuntimeError(
+                    f"worker {self.worker_id} holds policy v{self.policy_version} but task "
+                    f"{task.id.prompt_id} needs v{task.min_policy_version}: weights were not synced"
+                )
+        groups = self.sample_and_score(tasks)
+        for delivery, group in zip(deliveries, groups):
+            self._queue_for(group.stage).add(group)
+            self.prompts.ack([delivery.entry_id])
+        return len(groups)
+
+    def _queue_for(self, stage: str):
+        stream = groups_stream_for(self.redis_cfg.groups_stream, stage)
+        if stream not in self.outputs:
+            self.outputs[stream] = self._queue(stream, GROUP_READERS, rollout_pb2.ScoredGroup)
+        return self.outputs[stream]
+
+    def sample_and_score(self, tasks: list[rollout_pb2.PromptTask]) -> list[rollout_pb2.ScoredGroup]:
+        """Sample a group per task with the current weights and score every completion."""
+        t0 = time.perf_counter()
+        by_size: dict[int, list[int]] = {}
+        for i, task in enumerate(tasks):
+            by_size.setdefault(task.group_size or self.cfg.group_size, []).append(i)
+        samples: list = [None] * len(tasks)
+        for n, idx in by_size.items():
+            spec = SamplingSpec(n=n, max_new_tokens=self.cfg.max_new_tokens,
+                                temperature=self._temperature(tasks[idx[0]]), top_p=self.cfg.top_p)
+            for i, group in zip(idx, self.engine.generate([list(tasks[i].prompt_token_ids) for i in idx], spec)):
+                samples[i] = group
+        generate_s = time.perf_counter() - t0
+        return [self._score_group(task, group, generate_s / len(tasks)) for task, group in zip(tasks, samples)]
+
+    def _temperature(self, task: rollout_pb2.PromptTask) -> float:
+        return task.temperature if task.HasField("temperature") else self.cfg.temperature
+
+    def _score_group(self, task, group, generate_s: float) -> rollout_pb2.ScoredGroup:
+        from services.reward.scorer import ScoreInput
+
+        t0 = time.perf_counter()
+        items = [ScoreInput(i, task.prompt, c.text, task.answer, task.language or "en") for i, c in enumerate(group)]
+        futures = {name: self.pool.submit(client.score, items) for name, client in self.clients.items()}
+        results = {name: f.result() for name, f in futures.items()}
+        weights = reward_weights(self.reward_cfg)
+        out = rollout_pb2.ScoredGroup(
+            id=task.id, prompt=task.prompt, prompt_token_ids=task.prompt_token_ids, policy_version=self.policy_version,
+            worker_id=self.worker_id, generate_s=generate_s, source=task.source, answer=task.answer, stage=task.stage,
+        )
+        for i, c in enumerate(group):
+            comp = out.completions.add(sample_index=i, text=c.text, completion_token_ids=c.token_ids,
+                                       logprobs=c.logprobs, policy_version=self.policy_version,
+                                       finish_reason=c.finish_reason)
+            apply_scores(comp, {name: results[name][i] for name in results}, weights)
+        out.score_s = time.perf_counter() - t0
+        return out
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.pool.shutdown(wait=False)
+        self.engine.close()
