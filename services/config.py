@@ -9,7 +9,8 @@ imports torch, vllm, ray or grpc, so configs load in milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
+from typing import get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -151,6 +152,10 @@ class LearnerConfig:
     prompts_per_step: int = 8
     # Sequences per forward/backward pass; gradients accumulate across micro-batches.
     micro_batch_size: int = 32
+    # Temperature the rollouts were sampled at; GRPO log-probs are taken at it so the importance ratio
+    # compares the same distributions (vLLM reports log-probs after temperature). configs/config.yaml ties it
+    # to rollout.temperature.
+    temperature: float = 1.0
     # Oldest policy lag accepted: groups more than this many versions behind are dropped. 0 = on-policy.
     max_staleness: int = 0
     # Cold-start SFT optimizer steps.
@@ -221,14 +226,23 @@ class PipelineConfig:
 
 @dataclass
 class R1ForgeConfig:
+    # The policy being trained (configs/model/).
     model: ModelConfig = field(default_factory=ModelConfig)
+    # The prompts and their verifiable answers (configs/task/).
     task: TaskConfig = field(default_factory=TaskConfig)
+    # Rollout workers: engine, group size, sampling, weight sync.
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    # Reward services: scorers, weights of the total reward, addresses, deadlines, auth.
     reward: RewardConfig = field(default_factory=RewardConfig)
+    # The learner: GRPO and SFT hyper-parameters, steps, checkpoints.
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    # Redis streams between the services.
     redis: RedisConfig = field(default_factory=RedisConfig)
+    # Where the services run: a local or an existing Ray cluster.
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    # Held-out evaluation.
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # The stages to run (configs/pipeline/).
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Directory all outputs of this run go to.
     run_dir: str = MISSING
@@ -244,15 +258,25 @@ def register_configs() -> None:
     cs.store(name="r1forge_schema", node=R1ForgeConfig)
 
 
+# Head sizes vLLM 0.32's CPU attention kernels support (others fail at the first generate).
+VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
 def check_config(cfg) -> None:
     """Rules that span services, checked once before anything starts. Raises ValueError with the fix."""
     from services.rollout.engine import ENGINES
 
-    errors = []
+    errors = [
+        f"{key}: unknown config key (a '+key=value' override adds keys the schema does not have); "
+        "check the spelling against services/config.py"
+        for key in unknown_keys(cfg, R1ForgeConfig)
+    ]
     if cfg.rollout.engine not in ENGINES:
         errors.append(f"rollout.engine={cfg.rollout.engine!r}: choose one of {list(ENGINES)}")
     if cfg.rollout.group_size < 2:
-        errors.append(f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 completions per prompt")
+        errors.append(
+            f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 completions per prompt"
+        )
     if cfg.learner.loss_agg not in ("seq_mean", "token_mean"):
         errors.append(f"learner.loss_agg={cfg.learner.loss_agg!r}: choose 'seq_mean' or 'token_mean'")
     if cfg.rollout.weight_sync not in ("object_store", "nccl"):
@@ -266,11 +290,48 @@ def check_config(cfg) -> None:
         need = cfg.rollout.num_workers * cfg.rollout.num_threads + cfg.learner.num_threads
         if need > cfg.launcher.num_cpus:
             errors.append(
-                f"{cfg.rollout.num_workers} rollout workers x rollout.num_threads={cfg.rollout.num_threads} + "
-                f"learner.num_threads={cfg.learner.num_threads} need {need} CPUs but launcher.num_cpus="
-                f"{cfg.launcher.num_cpus}; raise launcher.num_cpus or lower the others"
+                f"rollout.num_workers={cfg.rollout.num_workers} x rollout.num_threads="
+                f"{cfg.rollout.num_threads} + learner.num_threads={cfg.learner.num_threads} need {need} "
+                f"CPUs but launcher.num_cpus={cfg.launcher.num_cpus}; "
+                "raise launcher.num_cpus or lower the others"
             )
+    stray = sorted(set(cfg.reward.addresses) - set(cfg.reward.scorers))
+    if stray:
+        errors.append(
+            f"reward.addresses has {stray}, which reward.scorers={list(cfg.reward.scorers)} does not list; "
+            "fix the scorer name or add it to reward.scorers"
+        )
+    if cfg.eval.num_prompts > cfg.task.heldout_size:
+        errors.append(
+            f"eval.num_prompts={cfg.eval.num_prompts} exceeds task.heldout_size={cfg.task.heldout_size}; "
+            "lower it or raise task.heldout_size"
+        )
+    head_dim = cfg.model.hidden_size // cfg.model.num_heads
+    if cfg.rollout.engine == "vllm" and cfg.rollout.device == "cpu" and not cfg.model.path and head_dim not in VLLM_CPU_HEAD_DIMS:
+        errors.append(
+            f"model.hidden_size/model.num_heads = {head_dim} is a head size vLLM's CPU attention does not support "
+            f"({list(VLLM_CPU_HEAD_DIMS)}); change the model shape or use rollout.engine=hf"
+        )
     if cfg.rollout.max_new_tokens >= cfg.rollout.max_model_len:
         errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")
     if errors:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def unknown_keys(cfg, schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of `cfg` that the dataclass `schema` does not declare (dict-typed fields take any key).
+
+    Hydra rejects `rollout.nope=1` itself, but `+rollout.nope=1` (which its own error message suggests)
+    appends the key past the schema; nothing would read it, so it is an error here.
+    """
+    if not hasattr(cfg, "keys"):
+        return []
+    hints = get_type_hints(schema)
+    out = []
+    for key in cfg.keys():
+        path = f"{prefix}{key}"
+        if key not in hints:
+            out.append(path)
+        elif is_dataclass(hints[key]):
+            out += unknown_keys(cfg[key], hints[key], f"{path}.")
+    return out

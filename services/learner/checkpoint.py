@@ -4,9 +4,11 @@ A checkpoint directory is what `AutoModelForCausalLM.from_pretrained` and vLLM l
 (config.json, model.safetensors, tokenizer files), plus:
 - `r1forge_state.json`: `policy_version`, `step`, `trained_group_ids` (sorted; the learner's
   exactly-once record, restored on resume) and any other metadata the caller passes;
-- `optimizer.safetensors` + `optimizer` key in the JSON: the AdamW moments as named tensors and the
-  non-tensor part (param groups, hyper-parameters) as JSON, so a resumed run continues the same
-  optimizer trajectory. Nothing is pickled, so loading a checkpoint never executes code.
+- `trainer_state/optimizer.safetensors` + `optimizer` key in the JSON: the AdamW moments as named
+  tensors and the non-tensor part (param groups, hyper-parameters) as JSON, so a resumed run continues
+  the same optimizer trajectory. Nothing is pickled, so loading a checkpoint never executes code. The
+  optimizer file sits in a sub-directory because vLLM loads every top-level *.safetensors file as
+  model weights.
 
 Writes go to a temporary sibling directory that is renamed into place at the end, so a crash
 mid-save leaves the previous checkpoint intact rather than a half-written one.
@@ -28,7 +30,7 @@ from safetensors.torch import load_file, save_file
 log = logging.getLogger(__name__)
 
 STATE_FILE = "r1forge_state.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
+OPTIMIZER_FILE = "trainer_state/optimizer.safetensors"
 
 
 def optimizer_to_safetensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -86,6 +88,7 @@ def save_checkpoint(
         state["trained_group_ids"] = sorted(meta.get("trained_group_ids", ()))
         if optimizer is not None:
             tensors, optimizer_meta = optimizer_to_safetensors(optimizer)
+            (tmp / OPTIMIZER_FILE).parent.mkdir(exist_ok=True)
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
             state["optimizer"] = optimizer_meta
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))

@@ -160,11 +160,13 @@ class GRPOTrainer:
         ratio_max = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for mb in batch.to(self.device).micro_batches(cfg.micro_batch_size):
-            logp = token_logprobs(self.model, mb.input_ids, mb.attention_mask)  # [b, t]
+            logp = token_logprobs(self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature)  # [b, t]
             ref_logp = None
             if self.reference is not None:
                 with torch.no_grad():
-                    ref_logp = token_logprobs(self.reference, mb.input_ids, mb.attention_mask)  # [b, t]
+                    ref_logp = token_logprobs(
+                        self.reference, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
+                    )  # [b, t]
             loss, m = grpo_loss(
                 logp, mb.old_logprobs, ref_logp, mb.advantages, mb.completion_mask,
                 cfg.clip_eps, cfg.kl_coef, cfg.loss_agg, normaliser,

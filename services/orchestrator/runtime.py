@@ -28,6 +28,7 @@ class Runtime:
 
     def start(self, model_dir: str) -> Runtime:
         try:
+            self._check_given_rewards()  # one that should already serve but does not: fail before starting any
             self._start_redis()
             self._start_rewards()
             self._start_ray()
@@ -49,6 +50,21 @@ class Runtime:
             self.redis_url = self._redis.start()
         log.info("redis at %s", self.redis_url.split("@")[-1])
 
+    def _check_given_rewards(self) -> None:
+        from services.transport.grpc_utils import wait_healthy
+
+        rw, timeout = self.cfg.reward, self.cfg.launcher.start_timeout_s
+        for name in [s for s in rw.scorers if s in rw.addresses]:
+            addr = rw.addresses[name]
+            try:
+                wait_healthy(addr, timeout, token=rw.token, tls_ca=rw.get("tls_ca"))
+            except TimeoutError as e:
+                raise TimeoutError(
+                    f"reward service {name!r} at reward.addresses.{name}={addr} is not serving after "
+                    f"launcher.start_timeout_s={timeout:g}s ({e}); start it, fix the address, or remove the "
+                    "override so that r1forge starts one itself"
+                ) from None
+
     def _start_rewards(self) -> None:
         from services.transport.grpc_utils import wait_healthy
 
@@ -58,7 +74,7 @@ class Runtime:
         overrides = [f"reward.{k}={v}" for k, v in rw.items() if isinstance(v, (int, float, str)) and v is not None]
         started = self._rewards.start(missing, overrides, self.cfg.launcher.start_timeout_s) if missing else {}
         self.reward_addresses = {s: given.get(s) or started[s] for s in rw.scorers}
-        for name, addr in self.reward_addresses.items():
+        for addr in started.values():
             wait_healthy(addr, self.cfg.launcher.start_timeout_s, token=rw.token, tls_ca=rw.get("tls_ca"))
 
     def _start_ray(self) -> None:

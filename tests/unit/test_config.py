@@ -1,0 +1,186 @@
+"""The config tree and its schema: every YAML in configs/ composes and passes `check_config`, every
+schema field is documented, documented overrides work, and bad input fails with a message naming the
+key or field and the fix."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra.errors import ConfigCompositionException
+
+from services.config import check_config
+from services.config_loader import CONFIG_DIR, load_config
+
+CONFIG_SOURCE = Path(__file__).resolve().parents[2] / "services" / "config.py"
+
+
+def _group_options() -> list[str]:
+    """One Hydra override per YAML file in a config group, e.g. "model=tiny-qwen".
+
+    Groups the root config already selects are switched with `group=option`; groups it does not list
+    in its defaults are added with `+group=option`.
+    """
+    root_defaults = yaml.safe_load((CONFIG_DIR / "config.yaml").read_text())["defaults"]
+    selected = {next(iter(d)) for d in root_defaults if isinstance(d, dict)}
+    options = []
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        rel = path.relative_to(CONFIG_DIR)
+        if len(rel.parts) == 1:
+            continue  # the root config.yaml, composed by every case
+        group = "/".join(rel.parts[:-1])
+        options.append(f"{'' if group in selected else '+'}{group}={path.stem}")
+    return options
+
+
+def test_config_tree_has_group_options():
+    # Guards the parametrisation below: an empty list would make it pass vacuously.
+    assert any(o.startswith("model=") for o in _group_options())
+    assert any(o.startswith("pipeline=") for o in _group_options())
+
+
+def test_root_config_composes_and_passes_check():
+    cfg = load_config()
+    check_config(cfg)
+    assert cfg.rollout.group_size >= 2
+
+
+@pytest.mark.parametrize("option", _group_options())
+def test_every_group_option_composes_and_passes_check(option):
+    cfg = load_config([option])
+    check_config(cfg)
+    group, name = option.lstrip("+").split("=")
+    # The option's own values made it into the tree: each scalar key of the YAML is what it says.
+    values = yaml.safe_load((CONFIG_DIR / group / f"{name}.yaml").read_text()) or {}
+    node = cfg
+    for part in group.split("/"):
+        node = node[part]
+    for key, value in values.items():
+        if key != "defaults" and not isinstance(value, (dict, list)):
+            assert node[key] == value, f"{option}: {group}.{key}"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # The examples in the README and in the `r1forge` docstring.
+        ["rollout.group_size=64", "learner.kl_coef=0", "rollout.engine=hf"],
+        ["launcher.ray_address=auto"],
+        ["redis.url=redis://127.0.0.1:6379/0"],
+        ["launcher.ray_address=auto", "redis.url=redis://redis:6379/0"],
+        ["+reward.addresses.accuracy=127.0.0.1:50051"],
+    ],
+)
+def test_documented_overrides_compose_and_pass_check(overrides):
+    cfg = load_config(overrides)
+    check_config(cfg)
+    for item in overrides:
+        key, value = item.lstrip("+").split("=", 1)
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == yaml.safe_load(value), key  # "0" and 0.0 are the same kl_coef
+
+
+def test_documented_override_types():
+    cfg = load_config(["rollout.group_size=64", "learner.kl_coef=0"])
+    assert cfg.rollout.group_size == 64 and isinstance(cfg.rollout.group_size, int)
+    assert cfg.learner.kl_coef == 0.0 and isinstance(cfg.learner.kl_coef, float)
+
+
+def test_unknown_key_fails_naming_it():
+    with pytest.raises(ConfigCompositionException, match=r"rollout\.nope"):
+        load_config(["rollout.nope=1"])
+
+
+def test_appended_unknown_key_fails_check_naming_it():
+    # Hydra's own error for `rollout.nope=1` suggests `+rollout.nope=1`, which slips past the schema.
+    cfg = load_config(["+rollout.nope=1"])
+    with pytest.raises(ValueError, match=r"rollout\.nope: unknown config key"):
+        check_config(cfg)
+
+
+def test_wrong_type_fails_naming_the_key():
+    with pytest.raises(ConfigCompositionException, match=r"rollout\.group_size"):
+        load_config(["rollout.group_size=many"])
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (["rollout.group_size=1"], "rollout.group_size=1"),
+        (["rollout.engine=foo"], "rollout.engine='foo'"),
+        # 3 workers x 1 thread + 1 learner thread = 4 CPUs > 2.
+        (["rollout.num_workers=3", "launcher.num_cpus=2"], "launcher.num_cpus=2"),
+        (["rollout.weight_sync=nccl", "rollout.device=cpu"], "rollout.weight_sync=nccl"),
+        (["rollout.weight_sync=carrier_pigeon"], "rollout.weight_sync='carrier_pigeon'"),
+        (["learner.loss_agg=sum"], "learner.loss_agg='sum'"),
+        (["rollout.max_new_tokens=512", "rollout.max_model_len=512"], "rollout.max_new_tokens=512"),
+        (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
+        (["+reward.addresses.acuracy=127.0.0.1:50051"], "reward.addresses"),
+        (["eval.num_prompts=500", "task.heldout_size=200"], "eval.num_prompts=500"),
+    ],
+)
+def test_check_config_rejects_bad_combinations_naming_the_field(overrides, field):
+    cfg = load_config(overrides)
+    with pytest.raises(ValueError) as info:
+        check_config(cfg)
+    assert field in str(info.value)
+
+
+def test_check_config_reports_every_problem_at_once():
+    cfg = load_config(["rollout.group_size=1", "rollout.engine=foo"])
+    with pytest.raises(ValueError) as info:
+        check_config(cfg)
+    assert "rollout.group_size" in str(info.value) and "rollout.engine" in str(info.value)
+
+
+def test_cpu_budget_is_not_checked_against_an_existing_cluster():
+    # The cluster, not launcher.num_cpus, decides where actors fit when ray_address is set.
+    check_config(load_config(["rollout.num_workers=3", "launcher.num_cpus=2", "launcher.ray_address=auto"]))
+
+
+def _undocumented_fields(source: str) -> tuple[int, list[str]]:
+    """(number of dataclass fields, "Class.field (line n)" for each without a comment line above it)."""
+    lines = source.splitlines()
+    undocumented, n_fields = [], 0
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.ClassDef) or not any(
+            _is_dataclass_decorator(d) for d in node.decorator_list
+        ):
+            continue
+        for stmt in node.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                n_fields += 1
+                above = lines[stmt.lineno - 2].strip()  # lineno is 1-based
+                if not above.startswith("#") or not above.lstrip("# "):
+                    undocumented.append(f"{node.name}.{stmt.target.id} (line {stmt.lineno})")
+    return n_fields, undocumented
+
+
+def _is_dataclass_decorator(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node  # @dataclass or @dataclass(frozen=True)
+    return getattr(target, "id", None) == "dataclass" or getattr(target, "attr", None) == "dataclass"
+
+
+def test_field_comment_checker_catches_a_missing_comment():
+    source = (
+        "@dataclass(frozen=True)\n"
+        "class A:\n"
+        "    # Documented.\n"
+        "    x: int = 1\n"
+        "    y: int = 2\n"
+        "    #\n"
+        "    z: int = 3\n"
+    )
+    assert _undocumented_fields(source) == (3, ["A.y (line 5)", "A.z (line 7)"])
+
+
+def test_every_config_field_has_a_comment_above_it():
+    n_fields, undocumented = _undocumented_fields(CONFIG_SOURCE.read_text())
+    assert n_fields > 50, "parsed too few fields: is services/config.py still made of dataclasses?"
+    assert not undocumented, "config fields without a comment line directly above them:\n" + "\n".join(
+        undocumented
+    )
