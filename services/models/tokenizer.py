@@ -5,6 +5,12 @@ itself. One token per printable ASCII character keeps the vocabulary tiny (the e
 tiny model) and makes every arithmetic digit its own token. The R1 tags are single tokens so that the
 format is cheap to learn. The files written are the standard `tokenizer.json` + config, so both
 transformers (`AutoTokenizer`) and vLLM load them like any hub tokenizer.
+
+It is a byte-level BPE with no merges, not a WordLevel model: for a checkpoint whose config says
+`model_type: qwen2`, transformers 5 (and vLLM through it) loads the tokenizer as `Qwen2Tokenizer`, which
+rebuilds a byte-level pre-tokenizer over the saved vocabulary. A plain-character vocabulary then loses
+every space and newline (they become byte-level symbols it does not contain). Storing the vocabulary in
+the byte-level alphabet makes both loaders produce the same one-token-per-character encoding.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ def build_tokenizer(out_dir: str | Path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate([PAD, BOS, EOS, *R1_TAGS, *CHARACTERS])}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD))
-    # Split into single characters, keeping whitespace as tokens; decoding joins them back unchanged.
-    core.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
-    core.decoder = decoders.Fuse()
+    byte_symbol = _bytes_to_unicode()
+    symbols = [byte_symbol[ord(c)] for c in CHARACTERS]
+    vocab = {tok: i for i, tok in enumerate([PAD, BOS, EOS, *R1_TAGS, *symbols])}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=PAD))
+    # No merges: every character is its own token; whitespace maps to its byte-level symbol.
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
     # The R1 tags are added tokens so they match before character splitting; not "special", so
     # decoding with skip_special_tokens keeps them in the text the reward services see.
     tok = PreTrainedTokenizerFast(
@@ -36,3 +44,16 @@ def build_tokenizer(out_dir: str | Path):
     tok.add_tokens(R1_TAGS, special_tokens=False)
     tok.save_pretrained(str(out_dir))
     return tok
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable-unicode map that byte-level tokenizers use."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, codes)))

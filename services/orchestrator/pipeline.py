@@ -26,6 +26,7 @@ def run_pipeline(cfg) -> dict:
     from transformers import AutoTokenizer
 
     from services.config import check_config
+    from services.learner.checkpoint import load_checkpoint_meta
     from services.models.zoo import resolve_model_dir
     from services.tasks import load_splits
 
@@ -43,7 +44,7 @@ def run_pipeline(cfg) -> dict:
         runtime.start(model_dir)
         ctx = StageContext(cfg=cfg, run_dir=run_dir, run_id=cfg.run_id or run_dir.name, runtime=runtime,
                            metrics=metrics, splits=splits, tokenizer=AutoTokenizer.from_pretrained(model_dir),
-                           policy_dir=model_dir)
+                           policy_dir=model_dir, policy_version=load_checkpoint_meta(model_dir)["policy_version"])
         for i, (name, stage) in enumerate(zip(cfg.pipeline.stages, stages)):
             _run_stage(ctx, i, name, stage)
             plot_curves(metrics.path, run_dir / "curves.png", _evals(ctx))

@@ -34,6 +34,7 @@ class RolloutWorker:
                  reward_addresses: dict[str, str]) -> None:
         import torch
 
+        from services.learner.checkpoint import load_checkpoint_meta
         from services.reward.client import RewardClient
         from services.transport.redis_server import connect
 
@@ -43,7 +44,7 @@ class RolloutWorker:
         self.reward_cfg = reward_cfg
         self.redis_cfg = redis_cfg
         self.engine = make_engine(rollout_cfg.engine, model_dir, rollout_cfg)
-        self.policy_version = 0
+        self.policy_version = load_checkpoint_meta(model_dir)["policy_version"]  # 0 for a plain HF dir
         self.redis = connect(redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s)
         self.prompts = self._queue(redis_cfg.prompts_stream, "rollout", rollout_pb2.PromptTask)
         self.outputs: dict = {}  # groups stream name -> StreamQueue, created on first use

@@ -6,9 +6,9 @@ and checks what the design promises: the policy changed and its version advanced
 written for every step, every issued group is accounted for and none was trained twice, and each
 stage left a manifest.
 
-The task is one-digit addition so that a 2-layer, 64-wide policy learns the answer template in a few
-dozen SFT steps; then sampled groups mix right and wrong answers and GRPO has something to train on
-(a group whose completions all score the same carries no signal and is dropped).
+The task is one-digit addition so that a 2-layer, 64-wide policy learns the answer template in 100
+SFT steps (~20 s); then sampled groups mix rewards and GRPO has something to train on (a group whose
+completions all score the same carries no signal and is dropped).
 """
 
 from __future__ import annotations
@@ -35,10 +35,14 @@ OVERRIDES = [
     f"learner.sft_steps={SFT_STEPS}",
     f"learner.rl_steps={RL_STEPS}",
     f"learner.prompts_per_step={PROMPTS_PER_STEP}",
-    "rollout.group_size=4",
-    "rollout.max_new_tokens=64",  # the longest one-digit worked solution is ~50 tokens
-    # After SFT the policy writes the template about a quarter of the time at 0.6 (eval) and rarely
-    # at 1.0, where every completion of a group then scores 0 and nothing trains.
+    # After SFT about 0.9 of completions follow the template and few are right, so a group of 8 scores
+    # uniformly (all formatted, all wrong) with probability ~ 0.9^8 ~ 0.43, and all 3 x 4 groups of the
+    # run with ~ 0.43^12 ~ 4e-5: some group trains. (Groups of 4 left this at ~ 5%.)
+    "rollout.group_size=8",
+    # The longest one-digit worked solution, "<think>9+9=18 write 8 carry 1\nfinal carry 1\nresult 18</think>
+    # <answer>18</answer>", is 52 tokens with the tags as one token each, 53 with EOS.
+    "rollout.max_new_tokens=80",
+    # Some sampling noise on top of the SFT policy, so completions of one prompt differ.
     "rollout.temperature=0.7",
     "eval.num_prompts=8",
     "eval.num_samples=2",

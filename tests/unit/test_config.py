@@ -121,6 +121,11 @@ def test_wrong_type_fails_naming_the_key():
         (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
         (["+reward.addresses.acuracy=127.0.0.1:50051"], "reward.addresses"),
         (["eval.num_prompts=500", "task.heldout_size=200"], "eval.num_prompts=500"),
+        # head_dim = 64 / 4 = 16, which vLLM's CPU attention kernels do not implement.
+        (
+            ["model.hidden_size=64", "model.num_heads=4", "rollout.engine=vllm"],
+            "model.hidden_size/model.num_heads",
+        ),
     ],
 )
 def test_check_config_rejects_bad_combinations_naming_the_field(overrides, field):
@@ -135,6 +140,11 @@ def test_check_config_reports_every_problem_at_once():
     with pytest.raises(ValueError) as info:
         check_config(cfg)
     assert "rollout.group_size" in str(info.value) and "rollout.engine" in str(info.value)
+
+
+def test_head_size_rule_applies_to_vllm_on_cpu_only():
+    # The HF engine runs any head size; so does vLLM on a GPU.
+    check_config(load_config(["model.hidden_size=64", "model.num_heads=4", "rollout.engine=hf"]))
 
 
 def test_cpu_budget_is_not_checked_against_an_existing_cluster():
