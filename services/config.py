@@ -49,9 +49,9 @@ class TaskConfig:
     # Smallest number of digits in each operand.
     min_digits: int = 2
     # Largest number of digits in each operand.
-    max_digits: int = 3
+    max_digits: int = 2
     # Number of prompts in the RL training split.
-    train_size: int = 4000
+    train_size: int = 3000
     # Number of prompts in the held-out evaluation split (never trained on).
     heldout_size: int = 200
     # Number of worked chain-of-thought examples in the small labelled cold-start pool.
@@ -71,7 +71,7 @@ class RolloutConfig:
     # Number of rollout worker actors.
     num_workers: int = 1
     # Longest completion, in tokens.
-    max_new_tokens: int = 96
+    max_new_tokens: int = 112
     # Sampling temperature for RL rollouts.
     temperature: float = 1.0
     # Nucleus sampling threshold (1.0 disables it).
@@ -307,10 +307,11 @@ def check_config(cfg) -> None:
             "lower it or raise task.heldout_size"
         )
     head_dim = cfg.model.hidden_size // cfg.model.num_heads
-    if cfg.rollout.engine == "vllm" and cfg.rollout.device == "cpu" and not cfg.model.path and head_dim not in VLLM_CPU_HEAD_DIMS:
+    vllm_cpu = cfg.rollout.engine == "vllm" and cfg.rollout.device == "cpu"
+    if vllm_cpu and not cfg.model.path and head_dim not in VLLM_CPU_HEAD_DIMS:
         errors.append(
-            f"model.hidden_size/model.num_heads = {head_dim} is a head size vLLM's CPU attention does not support "
-            f"({list(VLLM_CPU_HEAD_DIMS)}); change the model shape or use rollout.engine=hf"
+            f"model.hidden_size/model.num_heads = {head_dim} is a head size vLLM's CPU attention does not "
+            f"support ({list(VLLM_CPU_HEAD_DIMS)}); change the model shape or use rollout.engine=hf"
         )
     if cfg.rollout.max_new_tokens >= cfg.rollout.max_model_len:
         errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")

@@ -28,8 +28,15 @@ def generate(out_dir: Path) -> list[Path]:
     protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
     grpc_include = Path(protoc.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as raw:
-        args = ["protoc", f"-I{PROTO_ROOT}", f"-I{grpc_include}", f"--python_out={raw}",
-                f"--pyi_out={raw}", f"--grpc_python_out={raw}", *protos]
+        args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{grpc_include}",
+            f"--python_out={raw}",
+            f"--pyi_out={raw}",
+            f"--grpc_python_out={raw}",
+            *protos,
+        ]
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed: see the messages above")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,14 +46,20 @@ def generate(out_dir: Path) -> list[Path]:
             dst = out_dir / src.name
             dst.write_text(text)
             written.append(dst)
-    (out_dir / "__init__.py").write_text('"""Generated from protos/ by tools/gen_protos.py; do not edit."""\n')
+    (out_dir / "__init__.py").write_text(
+        '"""Generated from protos/ by tools/gen_protos.py; do not edit."""\n'
+    )
     return written
 
 
 def check() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = generate(Path(tmp))
-        stale = [p.name for p in fresh if not (OUT / p.name).exists() or not filecmp.cmp(p, OUT / p.name, shallow=False)]
+        stale = [
+            p.name
+            for p in fresh
+            if not (OUT / p.name).exists() or not filecmp.cmp(p, OUT / p.name, shallow=False)
+        ]
     if stale:
         print(f"services/pb is stale for {stale}: run `make protos` and commit the result", file=sys.stderr)
         return 1

@@ -160,7 +160,9 @@ class GRPOTrainer:
         ratio_max = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for mb in batch.to(self.device).micro_batches(cfg.micro_batch_size):
-            logp = token_logprobs(self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature)  # [b, t]
+            logp = token_logprobs(
+                self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
+            )  # [b, t]
             ref_logp = None
             if self.reference is not None:
                 with torch.no_grad():

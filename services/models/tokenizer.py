@@ -18,6 +18,8 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
+# Part of the zoo's cache key: bump it whenever the tokenizer's files change, so cached policies are remade.
+TOKENIZER_VERSION = 2
 BOS, EOS, PAD = "<|bos|>", "<|endoftext|>", "<|pad|>"
 R1_TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHARACTERS = sorted(set(string.printable) - set("\x0b\x0c\r"))  # 97 printable characters
@@ -38,7 +40,11 @@ def build_tokenizer(out_dir: str | Path):
     # The R1 tags are added tokens so they match before character splitting; not "special", so
     # decoding with skip_special_tokens keeps them in the text the reward services see.
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=core, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=PAD,
+        tokenizer_object=core,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=PAD,
         clean_up_tokenization_spaces=False,
     )
     tok.add_tokens(R1_TAGS, special_tokens=False)

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from services.models.tokenizer import build_tokenizer
+from services.models.tokenizer import TOKENIZER_VERSION, build_tokenizer
 
 log = logging.getLogger(__name__)
 ZOO = ("tiny-qwen",)
@@ -32,9 +32,12 @@ def resolve_model_dir(cfg) -> Path:
             )
         return path
     if cfg.name not in ZOO:
-        raise ValueError(f"model.name={cfg.name!r} is not in the zoo; choose one of {list(ZOO)} or set model.path")
+        raise ValueError(
+            f"model.name={cfg.name!r} is not in the zoo; choose one of {list(ZOO)} or set model.path"
+        )
     shape = {k: cfg[k] if hasattr(cfg, "__getitem__") else getattr(cfg, k) for k in _SHAPE_KEYS}
-    digest = hashlib.sha256(json.dumps({"name": cfg.name, **shape}, sort_keys=True).encode()).hexdigest()[:10]
+    key = {"name": cfg.name, "tokenizer": TOKENIZER_VERSION, **shape}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     out = Path(cfg.cache_dir).expanduser() / f"{cfg.name}-{digest}"
     if not (out / "model.safetensors").is_file():
         create_zoo_model(cfg.name, shape, out)
@@ -42,8 +45,14 @@ def resolve_model_dir(cfg) -> Path:
 
 
 _SHAPE_KEYS = (
-    "hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
-    "tie_word_embeddings", "max_position_embeddings", "init_seed",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "num_kv_heads",
+    "intermediate_size",
+    "tie_word_embeddings",
+    "max_position_embeddings",
+    "init_seed",
 )
 
 

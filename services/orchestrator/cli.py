@@ -1,8 +1,8 @@
 """`r1forge`: the Hydra main. Composes configs/, runs the pipeline, says where the results are.
 
-    r1forge                                   # the default pipeline on embedded defaults
-    r1forge rollout.group_size=64 learner.kl_coef=0 rollout.engine=hf
-    r1forge launcher.ray_address=auto redis.url=redis://redis:6379/0
+r1forge                                   # the default pipeline on embedded defaults
+r1forge rollout.group_size=64 learner.kl_coef=0 rollout.engine=hf
+r1forge launcher.ray_address=auto redis.url=redis://redis:6379/0
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from omegaconf import DictConfig
 
 from services.config import register_configs
 
+# Errors caused by what the user gave us; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, ConnectionError, TimeoutError, PermissionError)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 register_configs()
 
@@ -27,12 +29,20 @@ def _main(cfg: DictConfig) -> None:
     logging.getLogger().setLevel(cfg.log_level)
     for noisy in ("vllm", "ray", "httpx", "urllib3", "filelock", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    summary = run_pipeline(cfg)
+    try:
+        summary = run_pipeline(cfg)
+    except USER_ERRORS as e:
+        # Bad input (config, paths, unreachable services): one clear line, no traceback, exit 2.
+        print(f"r1forge: error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
     run_dir = Path(cfg.run_dir).resolve()
     line = " | ".join(f"{k} {v:.3f}" for k, v in summary.items() if k.endswith("_pass1"))
     print(f"\n{line} | policy v{summary['policy_version']} | {summary['wall_s']:.0f}s", flush=True)
-    print(f"results in {run_dir}: summary.json, metrics.jsonl, curves.png, tensorboard/, checkpoints/, "
-          f"eval_*.json, manifests/", flush=True)
+    print(
+        f"results in {run_dir}: summary.json, metrics.jsonl, curves.png, tensorboard/, checkpoints/, "
+        f"eval_*.json, manifests/",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -42,7 +42,9 @@ def evaluate_groups(groups: list[rollout_pb2.ScoredGroup]) -> dict:
         votes = Counter(a for c in g.completions if (a := _answer(c.text)) is not None)
         if votes:
             top = votes.most_common(1)[0][0]
-            verdict = next((x for c, x in zip(g.completions, acc) if _answer(c.text) == top and x is not None), 0.0)
+            verdict = next(
+                (x for c, x in zip(g.completions, acc) if _answer(c.text) == top and x is not None), 0.0
+            )
             maj.append(verdict)
         else:
             maj.append(0.0)

@@ -25,27 +25,53 @@ class TaskFeeder:
         random.Random(f"{self.seed}/{epoch}").shuffle(order)
         return order
 
-    def next_tasks(self, n: int, group_size: int, min_policy_version: int,
-                   temperature: float | None = None) -> list[rollout_pb2.PromptTask]:
+    def next_tasks(
+        self, n: int, group_size: int, min_policy_version: int, temperature: float | None = None
+    ) -> list[rollout_pb2.PromptTask]:
         tasks = []
         for _ in range(n):
             if self._pos == len(self._order):
                 self.epoch += 1
                 self._order, self._pos = self._shuffled(self.epoch), 0
-            tasks.append(make_task(self.problems[self._order[self._pos]], self.tokenizer, self.run_id, self.stage,
-                                   self.epoch, group_size, min_policy_version, self.language, temperature))
+            tasks.append(
+                make_task(
+                    self.problems[self._order[self._pos]],
+                    self.tokenizer,
+                    self.run_id,
+                    self.stage,
+                    self.epoch,
+                    group_size,
+                    min_policy_version,
+                    self.language,
+                    temperature,
+                )
+            )
             self._pos += 1
         return tasks
 
 
-def make_task(problem, tokenizer, run_id: str, stage: str, epoch: int, group_size: int, min_policy_version: int,
-              language: str, temperature: float | None = None) -> rollout_pb2.PromptTask:
+def make_task(
+    problem,
+    tokenizer,
+    run_id: str,
+    stage: str,
+    epoch: int,
+    group_size: int,
+    min_policy_version: int,
+    language: str,
+    temperature: float | None = None,
+) -> rollout_pb2.PromptTask:
     prompt = render_chat_prompt(tokenizer, problem.question)
     task = rollout_pb2.PromptTask(
         id=rollout_pb2.TaskId(run_id=run_id, prompt_id=problem.prompt_id, epoch=epoch),
-        prompt=prompt, prompt_token_ids=tokenizer(prompt, add_special_tokens=False)["input_ids"],
-        answer=problem.answer, language=language, source="addition", group_size=group_size,
-        min_policy_version=min_policy_version, stage=stage,
+        prompt=prompt,
+        prompt_token_ids=tokenizer(prompt, add_special_tokens=False)["input_ids"],
+        answer=problem.answer,
+        language=language,
+        source="addition",
+        group_size=group_size,
+        min_policy_version=min_policy_version,
+        stage=stage,
     )
     if temperature is not None:
         task.temperature = temperature

@@ -48,7 +48,9 @@ def _plain(v):
 
 
 def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
 
 
 def plot_curves(metrics_path: Path, out_png: Path, evals: dict[str, float] | None = None) -> Path:
@@ -62,8 +64,9 @@ def plot_curves(metrics_path: Path, out_png: Path, evals: dict[str, float] | Non
     panels = [(s, m, t) for s, m, t in CURVES if any(r["stage"] == s and m in r for r in rows)]
     n = len(panels) + (1 if evals else 0)
     cols = 3
-    fig, axes = plt.subplots(max(1, math.ceil(n / cols)), cols, figsize=(4.2 * cols, 3.2 * math.ceil(n / cols)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        max(1, math.ceil(n / cols)), cols, figsize=(4.2 * cols, 3.2 * math.ceil(n / cols)), squeeze=False
+    )
     for ax, (stage, metric, title) in zip(axes.flat, panels):
         pts = [(r["step"], r[metric]) for r in rows if r["stage"] == stage and metric in r]
         ax.plot(*zip(*pts), lw=1.2)

@@ -23,16 +23,21 @@ log = logging.getLogger(__name__)
 
 def run_pipeline(cfg) -> dict:
     """Run every stage of `cfg.pipeline` and return the summary (also written to summary.json)."""
-    from transformers import AutoTokenizer
-
     from services.config import check_config
-    from services.learner.checkpoint import load_checkpoint_meta
     from services.models.zoo import resolve_model_dir
     from services.tasks import load_splits
 
     t_start = time.perf_counter()
+    # Everything that can be checked without starting a service is checked first, before heavy imports.
     check_config(cfg)
     stages = [get_stage(name) for name in cfg.pipeline.stages]  # unknown names fail before anything starts
+    if cfg.model.path:
+        resolve_model_dir(cfg.model)
+
+    from transformers import AutoTokenizer
+
+    from services.learner.checkpoint import load_checkpoint_meta
+
     run_dir = Path(cfg.run_dir).resolve()
     (run_dir / "manifests").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
@@ -42,9 +47,17 @@ def run_pipeline(cfg) -> dict:
     metrics = MetricsLog(run_dir)
     try:
         runtime.start(model_dir)
-        ctx = StageContext(cfg=cfg, run_dir=run_dir, run_id=cfg.run_id or run_dir.name, runtime=runtime,
-                           metrics=metrics, splits=splits, tokenizer=AutoTokenizer.from_pretrained(model_dir),
-                           policy_dir=model_dir, policy_version=load_checkpoint_meta(model_dir)["policy_version"])
+        ctx = StageContext(
+            cfg=cfg,
+            run_dir=run_dir,
+            run_id=cfg.run_id or run_dir.name,
+            runtime=runtime,
+            metrics=metrics,
+            splits=splits,
+            tokenizer=AutoTokenizer.from_pretrained(model_dir),
+            policy_dir=model_dir,
+            policy_version=load_checkpoint_meta(model_dir)["policy_version"],
+        )
         for i, (name, stage) in enumerate(zip(cfg.pipeline.stages, stages)):
             _run_stage(ctx, i, name, stage)
             plot_curves(metrics.path, run_dir / "curves.png", _evals(ctx))
@@ -67,12 +80,18 @@ def _evals(ctx: StageContext) -> dict[str, float]:
 
 
 def _run_stage(ctx: StageContext, index: int, name: str, stage) -> None:
-    log.info("stage %d/%d: %s (policy v%d)", index + 1, len(ctx.cfg.pipeline.stages), name, ctx.policy_version)
+    log.info(
+        "stage %d/%d: %s (policy v%d)", index + 1, len(ctx.cfg.pipeline.stages), name, ctx.policy_version
+    )
     t0 = time.perf_counter()
     inputs = {"policy_dir": ctx.policy_dir, "policy_version": ctx.policy_version}
     outputs = stage(ctx)
     manifest = {
-        "stage": name, "index": index, "status": "done", "inputs": inputs, "outputs": outputs,
+        "stage": name,
+        "index": index,
+        "status": "done",
+        "inputs": inputs,
+        "outputs": outputs,
         "wall_s": round(time.perf_counter() - t0, 1),
         "config": OmegaConf.to_container(ctx.cfg, resolve=True),
     }

@@ -62,7 +62,9 @@ def _wait_ready(name: str, proc: subprocess.Popen, timeout_s: float) -> str:
         if found:
             return found[0]
         if proc.poll() is not None:
-            raise RuntimeError(f"reward service {name!r} exited with code {proc.returncode} before serving "
-                               "(its error is printed above)")
+            raise RuntimeError(
+                f"reward service {name!r} exited with code {proc.returncode} before serving "
+                "(its error is printed above)"
+            )
         time.sleep(0.05)
     raise TimeoutError(f"reward service {name!r} did not report ready within {timeout_s:.0f}s")

@@ -28,7 +28,7 @@ class Runtime:
 
     def start(self, model_dir: str) -> Runtime:
         try:
-            self._check_given_rewards()  # one that should already serve but does not: fail before starting any
+            self._check_given_rewards()  # a given service that does not serve: fail before starting any
             self._start_redis()
             self._start_rewards()
             self._start_ray()
@@ -71,8 +71,12 @@ class Runtime:
         rw = self.cfg.reward
         given = dict(rw.addresses)
         missing = [s for s in rw.scorers if s not in given]
-        overrides = [f"reward.{k}={v}" for k, v in rw.items() if isinstance(v, (int, float, str)) and v is not None]
-        started = self._rewards.start(missing, overrides, self.cfg.launcher.start_timeout_s) if missing else {}
+        overrides = [
+            f"reward.{k}={v}" for k, v in rw.items() if isinstance(v, (int, float, str)) and v is not None
+        ]
+        started = (
+            self._rewards.start(missing, overrides, self.cfg.launcher.start_timeout_s) if missing else {}
+        )
         self.reward_addresses = {s: given.get(s) or started[s] for s in rw.scorers}
         for addr in started.values():
             wait_healthy(addr, self.cfg.launcher.start_timeout_s, token=rw.token, tls_ca=rw.get("tls_ca"))
@@ -83,13 +87,23 @@ class Runtime:
         lc = self.cfg.launcher
         if ray.is_initialized():
             return
-        env = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+        env = {
+            "OMP_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        }
         os.environ.update(env)
         if lc.ray_address:
             ray.init(address=lc.ray_address, runtime_env={"env_vars": env}, log_to_driver=True)
         else:
-            ray.init(num_cpus=lc.num_cpus, include_dashboard=lc.include_dashboard, runtime_env={"env_vars": env},
-                     log_to_driver=True, configure_logging=True, logging_level=logging.WARNING)
+            ray.init(
+                num_cpus=lc.num_cpus,
+                include_dashboard=lc.include_dashboard,
+                runtime_env={"env_vars": env},
+                log_to_driver=True,
+                configure_logging=True,
+                logging_level=logging.WARNING,
+            )
         self._ray_started = True
 
     def _start_workers(self, model_dir: str) -> None:
@@ -99,12 +113,19 @@ class Runtime:
 
         rc = self.cfg.rollout
         actor_cls = ray.remote(
-            num_cpus=rc.num_threads, num_gpus=1 if rc.device == "cuda" else 0,
+            num_cpus=rc.num_threads,
+            num_gpus=1 if rc.device == "cuda" else 0,
             max_restarts=3,  # a restart re-runs __init__ (initial weights); the driver re-syncs weights
         )(RolloutWorker)
         self.workers = [
             actor_cls.options(name=f"rollout-{i}").remote(
-                f"rollout-{i}", model_dir, rc, self.cfg.reward, self.cfg.redis, self.redis_url, self.reward_addresses
+                f"rollout-{i}",
+                model_dir,
+                rc,
+                self.cfg.reward,
+                self.cfg.redis,
+                self.redis_url,
+                self.reward_addresses,
             )
             for i in range(rc.num_workers)
         ]

@@ -73,7 +73,9 @@ def sync_weights(ctx: StageContext, learner) -> int:
     ann, payload = learner.publish.options(num_returns=2).remote()
     timeout = ctx.cfg.rollout.weight_sync_timeout_s
     try:
-        versions = ray.get([w.update_weights.remote(ann, payload) for w in ctx.runtime.workers], timeout=timeout)
+        versions = ray.get(
+            [w.update_weights.remote(ann, payload) for w in ctx.runtime.workers], timeout=timeout
+        )
     except ray.exceptions.GetTimeoutError as e:
         raise TimeoutError(f"weight sync to rollout workers took longer than {timeout:.0f}s") from e
     ctx.runtime.last_weights = (ann, payload)
@@ -94,7 +96,9 @@ def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, pro
             try:
                 done = ray.get(ref)
             except ray.exceptions.RayActorError as e:
-                log.warning("rollout worker died (%s); Ray restarts it and its pending tasks are reclaimed", e)
+                log.warning(
+                    "rollout worker died (%s); Ray restarts it and its pending tasks are reclaimed", e
+                )
                 _resync_restarted(ctx, worker)
                 continue
             if progress is not None:
@@ -122,22 +126,62 @@ def cold_start_sft(ctx: StageContext) -> dict:
     write_sft_jsonl(data, cold_start_rows(cfg.task, render=lambda q: render_chat_prompt(ctx.tokenizer, q)))
     learner = _learner_actor(ctx, with_redis=False)
     n = ray.get(learner.load_sft_dataset.remote(str(data), cfg.learner.seed))
-    steps, chunk = cfg.learner.sft_steps, 10
-    bar = tqdm(total=steps, desc="cold-start SFT", unit="step", dynamic_ncols=True)
-    last: dict = {}
-    for start in range(0, steps, chunk):
-        for i, m in enumerate(ray.get(learner.sft_steps.remote(min(chunk, steps - start))), start=start + 1):
-            ctx.metrics.log("cold_start_sft", i, m)
-            last = m
-        bar.update(min(chunk, steps - start))
-        bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
-    bar.close()
+    out = _sft_loop(ctx, learner, "cold_start_sft", cfg.learner.sft_steps, None)
     ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "cold_start_sft")))
     sync_weights(ctx, learner)
     ray.kill(learner)
     ctx.policy_dir, ctx.last_trained = ckpt, "sft"
-    log.info("cold-start SFT: %d steps on %d examples, final loss %.4f -> %s", steps, n, last.get("loss", 0), ckpt)
-    return {"checkpoint": ckpt, "dataset": str(data), "examples": n, "final_loss": last.get("loss")}
+    ctx.results["sft_checkpoint"] = ckpt
+    log.info(
+        "cold-start SFT: %d steps on %d examples, final loss %.4f -> %s",
+        out["steps"],
+        n,
+        out["final_loss"],
+        ckpt,
+    )
+    return {"checkpoint": ckpt, "dataset": str(data), "examples": n, **out}
+
+
+def _sft_loop(ctx: StageContext, learner, stage: str, steps: int | None, budget_s: float | None) -> dict:
+    """Take SFT steps in chunks (a fixed number, or until a wall-time budget is spent); log each one."""
+    import ray
+
+    bar = tqdm(total=steps, desc=stage.replace("_", " "), unit="step", dynamic_ncols=True)
+    t0, done, last, chunk = time.perf_counter(), 0, {}, 10
+    while (steps is None or done < steps) and (budget_s is None or time.perf_counter() - t0 < budget_s):
+        n = chunk if steps is None else min(chunk, steps - done)
+        for m in ray.get(learner.sft_steps.remote(n)):
+            done += 1
+            ctx.metrics.log(stage, done, m)
+            last = m
+        bar.update(n)
+        bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
+    bar.close()
+    return {"steps": done, "final_loss": last.get("loss"), "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def sft_control(ctx: StageContext) -> dict:
+    """The fair control for RL: the cold-start SFT continued, on the same labelled pool, for the RL
+    stage's wall time. The eval that follows is labelled `sft_control`; it must come after `rl`."""
+    import ray
+
+    if "rl_wall_s" not in ctx.results or "sft_checkpoint" not in ctx.results:
+        raise ValueError("pipeline stage sft_control needs cold_start_sft and rl before it")
+    rl_dir = ctx.policy_dir
+    ctx.policy_dir = ctx.results["sft_checkpoint"]
+    learner = _learner_actor(ctx, with_redis=False)
+    ray.get(
+        learner.load_sft_dataset.remote(
+            str(ctx.run_dir / "data" / "cold_start.jsonl"), ctx.cfg.learner.seed + 1
+        )
+    )
+    out = _sft_loop(ctx, learner, "sft_control", None, ctx.results["rl_wall_s"])
+    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "sft_control")))
+    sync_weights(ctx, learner)
+    ray.kill(learner)
+    # The rollout workers now hold the control policy for the eval that follows; the run's policy stays RL's.
+    ctx.policy_dir, ctx.last_trained = rl_dir, "sft_control"
+    return {"checkpoint": ckpt, **out}
 
 
 def rl(ctx: StageContext) -> dict:
@@ -158,12 +202,13 @@ def rl(ctx: StageContext) -> dict:
     def drive() -> None:
         drive_rollouts(ctx, prompts, timeout, chunk=n)
 
+    t_stage = time.perf_counter()
     issue()
     drive()
     pool = ThreadPoolExecutor(max_workers=1)
     bar = tqdm(total=steps, desc="GRPO", unit="step", dynamic_ncols=True)
+    t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
     for step in range(1, steps + 1):
-        t0 = time.perf_counter()
         background = None
         if overlap and step < steps:  # async: sample the next batch with the current weights meanwhile
             issue()
@@ -172,7 +217,8 @@ def rl(ctx: StageContext) -> dict:
         if background is not None:
             background.result()
         sync_weights(ctx, learner)
-        m["groups_per_s"] = n / (time.perf_counter() - t0)
+        m["groups_per_s"] = n / (time.perf_counter() - t_prev)
+        t_prev = time.perf_counter()
         ctx.metrics.log("rl", step, m)
         bar.update(1)
         tqdm.write(_step_line(step, steps, m))
@@ -188,17 +234,25 @@ def rl(ctx: StageContext) -> dict:
     ray.kill(learner)
     ctx.policy_dir, ctx.last_trained = ckpt, "rl"
     ctx.results["rl_steps"] = steps
-    return {"checkpoint": ckpt, "steps": steps, "groups_trained": len(trained), "policy_version": ctx.policy_version}
+    ctx.results["rl_wall_s"] = round(time.perf_counter() - t_stage, 1)
+    return {
+        "checkpoint": ckpt,
+        "steps": steps,
+        "groups_trained": len(trained),
+        "policy_version": ctx.policy_version,
+    }
 
 
 def _step_line(step: int, steps: int, m: dict) -> str:
     def f(key: str, fmt: str = ".3f") -> str:
         return format(m[key], fmt) if key in m else "-"
 
-    return (f"rl step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
-            f"acc {f('reward_accuracy')} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
-            f"| len {f('response_len', '.1f')} | {f('groups_per_s', '.2f')} groups/s "
-            f"| trained {m.get('groups_trained')} dropped(zero-var) {m.get('dropped_zero_variance', 0)}")
+    return (
+        f"rl step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
+        f"acc {f('reward_accuracy')} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
+        f"| len {f('response_len', '.1f')} | {f('groups_per_s', '.2f')} groups/s "
+        f"| trained {m.get('groups_trained')} dropped(zero-var) {m.get('dropped_zero_variance', 0)}"
+    )
 
 
 def evaluate(ctx: StageContext) -> dict:
@@ -214,8 +268,19 @@ def evaluate(ctx: StageContext) -> dict:
     prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
     out = ctx.queue(stream, GROUP_READERS, rollout_pb2.ScoredGroup)
     for p in problems:
-        prompts.add(make_task(p, ctx.tokenizer, ctx.run_id, "eval", ctx.eval_index, k, ctx.policy_version,
-                              cfg.task.language, ec.temperature))
+        prompts.add(
+            make_task(
+                p,
+                ctx.tokenizer,
+                ctx.run_id,
+                "eval",
+                ctx.eval_index,
+                k,
+                ctx.policy_version,
+                cfg.task.language,
+                ec.temperature,
+            )
+        )
     bar = tqdm(total=len(problems), desc=f"eval ({label})", unit="prompt", dynamic_ncols=True)
     drive_rollouts(ctx, prompts, cfg.launcher.start_timeout_s + 10 * len(problems), chunk=32, progress=bar)
     bar.close()
@@ -226,17 +291,28 @@ def evaluate(ctx: StageContext) -> dict:
             raise RuntimeError(f"eval: {len(problems) - len(groups)} groups missing from {stream!r}")
         groups += [d.message for d in got]
         out.ack([d.entry_id for d in got])
-    result = {"label": label, "policy_version": ctx.policy_version, "temperature": ec.temperature,
-              **evaluate_groups(groups)}
+    result = {
+        "label": label,
+        "policy_version": ctx.policy_version,
+        "temperature": ec.temperature,
+        **evaluate_groups(groups),
+    }
     (ctx.run_dir / f"eval_{label}.json").write_text(json.dumps(result, indent=2))
     ctx.results[f"{label}_pass1"] = result["pass1"]
     ctx.metrics.log("eval", ctx.eval_index, {f"{label}_{k_}": v for k_, v in result.items() if k_ != "label"})
-    log.info("eval %s: pass@1 %.3f | maj@%d %.3f | format %.3f | len %.1f", label, result["pass1"], k,
-             result[f"maj@{k}"], result["format_rate"], result["response_len"])
+    log.info(
+        "eval %s: pass@1 %.3f | maj@%d %.3f | format %.3f | len %.1f",
+        label,
+        result["pass1"],
+        k,
+        result[f"maj@{k}"],
+        result["format_rate"],
+        result["response_len"],
+    )
     return result
 
 
-STAGES = {"cold_start_sft": cold_start_sft, "rl": rl, "eval": evaluate}
+STAGES = {"cold_start_sft": cold_start_sft, "rl": rl, "eval": evaluate, "sft_control": sft_control}
 
 
 def get_stage(name: str):

@@ -35,13 +35,20 @@ class HfEngine:
         ids = torch.tensor([prompt], device=self.device)
         with torch.no_grad():
             out = self.model.generate(
-                ids, attention_mask=torch.ones_like(ids), do_sample=spec.temperature > 0,
-                temperature=max(spec.temperature, 1e-5), top_p=spec.top_p, top_k=0,
-                max_new_tokens=spec.max_new_tokens, num_return_sequences=spec.n,
-                eos_token_id=self.eos_id, pad_token_id=self.pad_id,
-                output_scores=True, return_dict_in_generate=True,
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=spec.temperature > 0,
+                temperature=max(spec.temperature, 1e-5),
+                top_p=spec.top_p,
+                top_k=0,
+                max_new_tokens=spec.max_new_tokens,
+                num_return_sequences=spec.n,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
+                output_scores=True,
+                return_dict_in_generate=True,
             )
-        new = out.sequences[:, len(prompt):]  # [G, T]
+        new = out.sequences[:, len(prompt) :]  # [G, T]
         scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [G, T, V] processed scores
         token_lp = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)  # [G, T]
         group = []

@@ -23,14 +23,18 @@ def reward_weights(cfg) -> dict[str, float]:
     return weights
 
 
-def apply_scores(completion: rollout_pb2.Completion, scores: dict[str, object], weights: dict[str, float]) -> None:
+def apply_scores(
+    completion: rollout_pb2.Completion, scores: dict[str, object], weights: dict[str, float]
+) -> None:
     """Attach every scorer's result (name -> ScoreResult-like) to `completion` and set its total."""
     total, status = 0.0, rollout_pb2.REWARD_STATUS_OK
     for name, result in scores.items():
         value = float(result.value)
         comp_status = STATUS[str(getattr(result.status, "value", result.status))]
         completion.rewards.append(
-            rollout_pb2.RewardComponent(name=name, value=value, status=comp_status, detail=result.detail or "")
+            rollout_pb2.RewardComponent(
+                name=name, value=value, status=comp_status, detail=result.detail or ""
+            )
         )
         if comp_status != rollout_pb2.REWARD_STATUS_OK:
             if status == rollout_pb2.REWARD_STATUS_OK:

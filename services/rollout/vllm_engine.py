@@ -64,10 +64,16 @@ class VllmEngine:
         from vllm import SamplingParams, TokensPrompt
 
         params = SamplingParams(
-            n=spec.n, temperature=spec.temperature, top_p=spec.top_p, max_tokens=spec.max_new_tokens,
-            logprobs=0, skip_special_tokens=True,
+            n=spec.n,
+            temperature=spec.temperature,
+            top_p=spec.top_p,
+            max_tokens=spec.max_new_tokens,
+            logprobs=0,
+            skip_special_tokens=True,
         )
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
+        )
         groups = []
         for out in outputs:
             group = []

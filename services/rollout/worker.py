@@ -20,7 +20,7 @@ from services.rollout.scoring import apply_scores, reward_weights
 log = logging.getLogger(__name__)
 
 
-# Consumer group that readers of a groups stream (the learner, the eval and rejection-sampling collectors) use.
+# Consumer group of every reader of a groups stream (learner, eval and rejection-sampling collectors).
 GROUP_READERS = "readers"
 
 
@@ -30,8 +30,16 @@ def groups_stream_for(base: str, stage: str) -> str:
 
 
 class RolloutWorker:
-    def __init__(self, worker_id: str, model_dir: str, rollout_cfg, reward_cfg, redis_cfg, redis_url: str,
-                 reward_addresses: dict[str, str]) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        model_dir: str,
+        rollout_cfg,
+        reward_cfg,
+        redis_cfg,
+        redis_url: str,
+        reward_addresses: dict[str, str],
+    ) -> None:
         import torch
 
         from services.learner.checkpoint import load_checkpoint_meta
@@ -45,7 +53,9 @@ class RolloutWorker:
         self.redis_cfg = redis_cfg
         self.engine = make_engine(rollout_cfg.engine, model_dir, rollout_cfg)
         self.policy_version = load_checkpoint_meta(model_dir)["policy_version"]  # 0 for a plain HF dir
-        self.redis = connect(redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s)
+        self.redis = connect(
+            redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s
+        )
         self.prompts = self._queue(redis_cfg.prompts_stream, "rollout", rollout_pb2.PromptTask)
         self.outputs: dict = {}  # groups stream name -> StreamQueue, created on first use
         self.clients = {name: RewardClient(addr, reward_cfg) for name, addr in reward_addresses.items()}
@@ -102,12 +112,20 @@ class RolloutWorker:
             by_size.setdefault(task.group_size or self.cfg.group_size, []).append(i)
         samples: list = [None] * len(tasks)
         for n, idx in by_size.items():
-            spec = SamplingSpec(n=n, max_new_tokens=self.cfg.max_new_tokens,
-                                temperature=self._temperature(tasks[idx[0]]), top_p=self.cfg.top_p)
-            for i, group in zip(idx, self.engine.generate([list(tasks[i].prompt_token_ids) for i in idx], spec)):
+            spec = SamplingSpec(
+                n=n,
+                max_new_tokens=self.cfg.max_new_tokens,
+                temperature=self._temperature(tasks[idx[0]]),
+                top_p=self.cfg.top_p,
+            )
+            for i, group in zip(
+                idx, self.engine.generate([list(tasks[i].prompt_token_ids) for i in idx], spec)
+            ):
                 samples[i] = group
         generate_s = time.perf_counter() - t0
-        return [self._score_group(task, group, generate_s / len(tasks)) for task, group in zip(tasks, samples)]
+        return [
+            self._score_group(task, group, generate_s / len(tasks)) for task, group in zip(tasks, samples)
+        ]
 
     def _temperature(self, task: rollout_pb2.PromptTask) -> float:
         return task.temperature if task.HasField("temperature") else self.cfg.temperature
@@ -116,18 +134,33 @@ class RolloutWorker:
         from services.reward.scorer import ScoreInput
 
         t0 = time.perf_counter()
-        items = [ScoreInput(i, task.prompt, c.text, task.answer, task.language or "en") for i, c in enumerate(group)]
+        items = [
+            ScoreInput(i, task.prompt, c.text, task.answer, task.language or "en")
+            for i, c in enumerate(group)
+        ]
         futures = {name: self.pool.submit(client.score, items) for name, client in self.clients.items()}
         results = {name: f.result() for name, f in futures.items()}
         weights = reward_weights(self.reward_cfg)
         out = rollout_pb2.ScoredGroup(
-            id=task.id, prompt=task.prompt, prompt_token_ids=task.prompt_token_ids, policy_version=self.policy_version,
-            worker_id=self.worker_id, generate_s=generate_s, source=task.source, answer=task.answer, stage=task.stage,
+            id=task.id,
+            prompt=task.prompt,
+            prompt_token_ids=task.prompt_token_ids,
+            policy_version=self.policy_version,
+            worker_id=self.worker_id,
+            generate_s=generate_s,
+            source=task.source,
+            answer=task.answer,
+            stage=task.stage,
         )
         for i, c in enumerate(group):
-            comp = out.completions.add(sample_index=i, text=c.text, completion_token_ids=c.token_ids,
-                                       logprobs=c.logprobs, policy_version=self.policy_version,
-                                       finish_reason=c.finish_reason)
+            comp = out.completions.add(
+                sample_index=i,
+                text=c.text,
+                completion_token_ids=c.token_ids,
+                logprobs=c.logprobs,
+                policy_version=self.policy_version,
+                finish_reason=c.finish_reason,
+            )
             apply_scores(comp, {name: results[name][i] for name in results}, weights)
         out.score_s = time.perf_counter() - t0
         return out

@@ -24,7 +24,9 @@ def pack_weights(state_dict: dict, policy_version: int) -> tuple[rollout_pb2.Wei
 def announce(payload: bytes, policy_version: int) -> rollout_pb2.WeightsAnnouncement:
     """The announcement describing an already serialized safetensors payload."""
     return rollout_pb2.WeightsAnnouncement(
-        policy_version=policy_version, format="safetensors", num_bytes=len(payload),
+        policy_version=policy_version,
+        format="safetensors",
+        num_bytes=len(payload),
         sha256=hashlib.sha256(payload).hexdigest(),
     )
 
@@ -37,8 +39,12 @@ def unpack_weights(announcement: rollout_pb2.WeightsAnnouncement, payload: bytes
     if announcement.format != "safetensors":
         raise ValueError(f"weights v{v}: unsupported format {announcement.format!r} (expected 'safetensors')")
     if len(payload) != announcement.num_bytes:
-        raise ValueError(f"weights v{v}: payload is {len(payload)} bytes, announcement says {announcement.num_bytes}")
+        raise ValueError(
+            f"weights v{v}: payload is {len(payload)} bytes, announcement says {announcement.num_bytes}"
+        )
     digest = hashlib.sha256(payload).hexdigest()
     if digest != announcement.sha256:
-        raise ValueError(f"weights v{v}: SHA-256 mismatch (got {digest[:12]}, expected {announcement.sha256[:12]})")
+        raise ValueError(
+            f"weights v{v}: SHA-256 mismatch (got {digest[:12]}, expected {announcement.sha256[:12]})"
+        )
     return load(payload)

@@ -62,6 +62,24 @@ def test_every_group_option_composes_and_passes_check(option):
             assert node[key] == value, f"{option}: {group}.{key}"
 
 
+@pytest.mark.parametrize("option", [o for o in _group_options() if o.lstrip("+").startswith("pipeline=")])
+def test_every_pipeline_lists_only_known_stages(option):
+    from services.orchestrator.stages import STAGES, get_stage  # light: no torch, ray or vllm at import
+
+    stages = list(load_config([option]).pipeline.stages)
+    assert stages, f"{option} runs no stage"
+    for name in stages:
+        get_stage(name)  # raises ValueError naming an unknown stage
+    assert set(stages) <= set(STAGES)
+
+
+def test_unknown_stage_fails_naming_it():
+    from services.orchestrator.stages import get_stage
+
+    with pytest.raises(ValueError, match="'grpo_typo'"):
+        get_stage("grpo_typo")
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
