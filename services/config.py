@@ -92,7 +92,7 @@ class RolloutConfig:
     weight_sync: str = "object_store"
     # Seconds a weight transfer may take before it fails with an error naming the worker.
     weight_sync_timeout_s: float = 120.0
-    # Torch threads the worker may use.
+    # Torch threads the worker may use (independent of the one logical Ray CPU the actor reserves).
     num_threads: int = 1
     # Seconds a blocking read of the prompts stream waits before checking for a stop signal.
     read_block_s: float = 1.0
@@ -133,7 +133,7 @@ class RewardConfig:
 @dataclass
 class LearnerConfig:
     # Peak AdamW learning rate for GRPO.
-    lr: float = 5e-4
+    lr: float = 1e-4
     # AdamW weight decay.
     weight_decay: float = 0.0
     # Clip range of the importance ratio (epsilon in the GRPO surrogate).
@@ -166,8 +166,8 @@ class LearnerConfig:
     sft_batch_size: int = 32
     # Save a checkpoint every this many RL steps (the final one is always saved).
     checkpoint_every: int = 20
-    # Torch threads the learner may use.
-    num_threads: int = 1
+    # Torch threads the learner may use (independent of the one logical Ray CPU the actor reserves).
+    num_threads: int = 2
     # Device of the learner: "cpu" or "cuda".
     device: str = "cpu"
     # Seed of data order and initial state.
@@ -287,13 +287,14 @@ def check_config(cfg) -> None:
     if unknown:
         errors.append(f"reward.scorers has {unknown} with no weight reward.w_<name>; known scorers have one")
     if not cfg.launcher.ray_address:
-        need = cfg.rollout.num_workers * cfg.rollout.num_threads + cfg.learner.num_threads
+        # Each actor reserves one logical Ray CPU; its torch threads are separate (on-policy, the learner and
+        # the rollout workers take turns, so both may use every core).
+        need = cfg.rollout.num_workers + 1
         if need > cfg.launcher.num_cpus:
             errors.append(
-                f"rollout.num_workers={cfg.rollout.num_workers} x rollout.num_threads="
-                f"{cfg.rollout.num_threads} + learner.num_threads={cfg.learner.num_threads} need {need} "
-                f"CPUs but launcher.num_cpus={cfg.launcher.num_cpus}; "
-                "raise launcher.num_cpus or lower the others"
+                f"rollout.num_workers={cfg.rollout.num_workers} rollout actors + 1 learner actor need {need} "
+                f"Ray CPUs but launcher.num_cpus={cfg.launcher.num_cpus}; "
+                "raise launcher.num_cpus or lower rollout.num_workers"
             )
     stray = sorted(set(cfg.reward.addresses) - set(cfg.reward.scorers))
     if stray:

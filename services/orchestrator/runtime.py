@@ -113,7 +113,7 @@ class Runtime:
 
         rc = self.cfg.rollout
         actor_cls = ray.remote(
-            num_cpus=rc.num_threads,
+            num_cpus=1,
             num_gpus=1 if rc.device == "cuda" else 0,
             max_restarts=3,  # a restart re-runs __init__ (initial weights); the driver re-syncs weights
         )(RolloutWorker)

@@ -59,7 +59,7 @@ def _learner_actor(ctx: StageContext, with_redis: bool):
     from services.learner.service import LearnerService
 
     lc = OmegaConf.to_object(ctx.cfg.learner)
-    actor = ray.remote(num_cpus=lc.num_threads, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
+    actor = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
     if not with_redis:
         return actor.remote(ctx.policy_dir, lc)
     rc = OmegaConf.to_object(ctx.cfg.redis)
