@@ -56,8 +56,14 @@ def main() -> None:
         rss, pss, n = sample(tag)
         peak_rss, peak_pss, peak_n = max(peak_rss, rss), max(peak_pss, pss), max(peak_n, n)
         time.sleep(1.0)
-    result = {"overrides": sys.argv[1:], "exit_code": proc.returncode, "wall_s": round(time.time() - t0, 1),
-              "peak_rss_gib": round(peak_rss, 2), "peak_pss_gib": round(peak_pss, 2), "max_processes": peak_n}
+    result = {
+        "overrides": sys.argv[1:],
+        "exit_code": proc.returncode,
+        "wall_s": round(time.time() - t0, 1),
+        "peak_rss_gib": round(peak_rss, 2),
+        "peak_pss_gib": round(peak_pss, 2),
+        "max_processes": peak_n,
+    }
     print(f"{'metric':<16}{'value':>10}")
     for k in ("wall_s", "peak_rss_gib", "peak_pss_gib", "max_processes", "exit_code"):
         print(f"{k:<16}{result[k]:>10}")

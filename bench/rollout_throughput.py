@@ -35,8 +35,12 @@ def measure(name: str, cfg, model_dir, prompts: list[list[int]]) -> dict:
     dt = time.perf_counter() - t0
     tokens = sum(len(c.token_ids) for g in groups for c in g)
     engine.close()
-    return {"engine": name, "seconds": round(dt, 2), "completions_per_s": round(PROMPTS * spec.n / dt, 1),
-            "tokens_per_s": round(tokens / dt, 1)}
+    return {
+        "engine": name,
+        "seconds": round(dt, 2),
+        "completions_per_s": round(PROMPTS * spec.n / dt, 1),
+        "tokens_per_s": round(tokens / dt, 1),
+    }
 
 
 def main() -> None:
@@ -48,7 +52,9 @@ def main() -> None:
     problems = load_splits(cfg.task)["heldout"][:PROMPTS]
     prompts = [tok(render_prompt(p.question))["input_ids"] for p in problems]
     rows = [measure(name, cfg, model_dir, prompts) for name in ("vllm", "hf")]
-    print(f"group_size={cfg.rollout.group_size} prompts={PROMPTS} max_new_tokens={cfg.rollout.max_new_tokens}")
+    print(
+        f"group_size={cfg.rollout.group_size} prompts={PROMPTS} max_new_tokens={cfg.rollout.max_new_tokens}"
+    )
     print(f"{'engine':<8}{'seconds':>10}{'compl/s':>10}{'tokens/s':>11}")
     for r in rows:
         print(f"{r['engine']:<8}{r['seconds']:>10}{r['completions_per_s']:>10}{r['tokens_per_s']:>11}")

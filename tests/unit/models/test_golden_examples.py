@@ -240,7 +240,9 @@ def test_swiglu_example_with_w_and_v_as_diagonals():
     # Swish to x itself ([2 sig(2), -sig(-1)] = [1.7616, -0.2689]; the W is dropped), then multiplies by
     # [1.0, 0.5], which is neither xV = [1, 0] nor V. (Even that product is -0.2689 * 0.5 = -0.1345 ->
     # -0.134, not -0.135.) The doc's pieces Swish(2) = 1.76 and Swish(-1) = -0.27 are right.
-    mlp = _qwen2_mlp(gate=[[1.0, 0.0], [0.0, 0.0]], up=[[0.5, 0.0], [0.0, 0.0]], down=[[1.0, 0.0], [0.0, 1.0]])
+    mlp = _qwen2_mlp(
+        gate=[[1.0, 0.0], [0.0, 0.0]], up=[[0.5, 0.0], [0.0, 0.0]], down=[[1.0, 0.0], [0.0, 1.0]]
+    )
     with torch.no_grad():
         close(mlp(torch.tensor([[2.0, -1.0]]))[0], [1.7615942, 0.0])
         close(mlp.act_fn(torch.tensor([2.0, -1.0])), [1.7615942, -0.2689414])
