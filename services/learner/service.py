@@ -97,6 +97,8 @@ class LearnerService:
         )
         metrics: dict = {f"dropped_{r}": selection.dropped[r] for r in DROP_REASONS}
         metrics.update(_rollout_metrics(groups))
+        # How many versions behind the learner the sampling policy was (0 on-policy, <= max_staleness async).
+        metrics["policy_lag_max"] = max(self.trainer.policy_version - g.policy_version for g in groups)
         if selection.groups:
             batch = build_batch(selection.groups, self.trainer.tokenizer.pad_token_id, self.cfg.adv_eps)
             metrics.update(self.trainer.step(batch))

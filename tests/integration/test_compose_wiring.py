@@ -34,8 +34,13 @@ def test_reward_service_command_serves(service):
     assert cmd[:3] == ["python", "-m", "services.reward"]
     cmd[cmd.index("--host") + 1] = "127.0.0.1"  # inside compose it binds 0.0.0.0 on its own network
     cmd[cmd.index("--port") + 1] = "0"
-    proc = subprocess.Popen([sys.executable, *cmd[1:]], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, *cmd[1:]],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         line = proc.stdout.readline()
         match = re.search(r"REWARD_SERVICE_READY name=(\S+) address=(\S+)", line)

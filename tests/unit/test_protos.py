@@ -8,7 +8,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_code_is_fresh():
-    result = subprocess.run([sys.executable, "tools/gen_protos.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "tools/gen_protos.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -18,6 +20,12 @@ def test_every_proto_field_is_commented():
         lines = proto.read_text().splitlines()
         for i, line in enumerate(lines):
             stripped = line.strip()
-            is_field = stripped.endswith(";") and "=" in stripped and not stripped.startswith(("syntax", "package", "import", "option"))
+            is_field = (
+                stripped.endswith(";")
+                and "=" in stripped
+                and not stripped.startswith(("syntax", "package", "import", "option"))
+            )
             if is_field or stripped.startswith(("message ", "enum ", "service ", "rpc ")):
-                assert lines[i - 1].strip().startswith("//"), f"{proto.name}:{i + 1} has no comment: {stripped}"
+                assert lines[i - 1].strip().startswith("//"), (
+                    f"{proto.name}:{i + 1} has no comment: {stripped}"
+                )
