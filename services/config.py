@@ -347,9 +347,9 @@ def _vllm_cpu_deepseek_errors(model) -> list[str]:
     errors = []
     if (model.kv_lora_rank, model.qk_rope_head_dim) != (512, 64):
         errors.append(
-            f"model.kv_lora_rank={model.kv_lora_rank}, model.qk_rope_head_dim={model.qk_rope_head_dim}: vLLM's "
-            "CPU MLA kernels only support a 512 + 64 latent (head size 576, as in DeepSeek-V2/V3); set them to "
-            "512 and 64 or use rollout.engine=hf"
+            f"model.kv_lora_rank={model.kv_lora_rank}, model.qk_rope_head_dim={model.qk_rope_head_dim}: "
+            "vLLM's CPU MLA kernels only support a 512 + 64 latent (head size 576, as in DeepSeek-V2/V3); "
+            "set them to 512 and 64 or use rollout.engine=hf"
         )
     for field_name in ("hidden_size", "moe_intermediate_size"):
         if getattr(model, field_name) % 32:

@@ -42,7 +42,7 @@ TINY_DEEPSEEK_OVERRIDES = [
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
-    """Factory `tiny_zoo(tie_word_embeddings, name) -> (cfg, model_dir)`: the composed config and the policy dir.
+    """Factory `tiny_zoo(tie_word_embeddings, name) -> (cfg, model_dir)`: the composed config and policy dir.
 
     `name` is a zoo entry ("tiny-qwen" or "tiny-deepseek"). `cfg` is the whole read-only config tree, so
     tests hand `cfg.rollout` / `cfg.learner` to the code under test exactly as the services receive them.

@@ -28,10 +28,10 @@ import re
 import torch
 
 
-def load_balance(tokens_per_expert: torch.Tensor, mean_affinity: torch.Tensor, top_k: int) -> tuple[float, float]:
-    """(balance_coef, max_violation) of one layer from its counts [E] and mean router affinities [E]."""
-    num_experts = tokens_per_expert.numel()
-    counts = tokens_per_expert.double()  # [E]
+def load_balance(counts: torch.Tensor, mean_affinity: torch.Tensor, top_k: int) -> tuple[float, float]:
+    """(balance_coef, max_violation) of one layer from tokens per expert [E] and mean affinities [E]."""
+    num_experts = counts.numel()
+    counts = counts.double()  # [E]
     routed_slots = counts.sum()  # k * N
     if routed_slots == 0:
         return float("nan"), float("nan")

@@ -58,7 +58,7 @@ def _reload_weights(worker, items: list) -> int:
         for module in model.modules():
             moe_kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
             if moe_kernel is not None:
-                pass
+                moe_kernel.fused_experts.process_weights_after_loading(module)
     return len(items)
 
 

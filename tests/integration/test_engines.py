@@ -5,7 +5,8 @@ token, each <= 0; a finish reason of "stop" (ended by EOS, which is kept as the 
 "length" (exactly `max_new_tokens` tokens); and behaviour log-probs that ARE the sampling
 distribution, so the learner's importance ratio starts at 1. The last point is checked against an
 independent plain-transformers forward of the sampled tokens: log_softmax(logits / temperature) at
-every sampled position, within 1e-4.
+every sampled position, within 1e-4. Every test runs on both zoo architectures: tiny-qwen (Qwen2) and
+tiny-deepseek (DeepSeek-V3: MLA + MoE), which vLLM serves through different attention and MoE kernels.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ MAX_NEW_TOKENS = 8
 LOGPROB_ATOL = 1e-4
 
 
-@pytest.fixture(scope="module")
-def policy(tiny_zoo):
-    """(cfg, model_dir, tokenizer, reference model): the untied tiny zoo policy loaded in transformers."""
+@pytest.fixture(scope="module", params=["tiny-qwen", "tiny-deepseek"])
+def policy(tiny_zoo, request):
+    """(cfg, model_dir, tokenizer, reference model): an untied tiny zoo policy loaded in transformers."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    cfg, model_dir = tiny_zoo(False)
+    cfg, model_dir = tiny_zoo(False, request.param)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     return cfg, model_dir, AutoTokenizer.from_pretrained(str(model_dir)), model
 

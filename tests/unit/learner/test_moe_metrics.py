@@ -79,9 +79,10 @@ def test_padding_tokens_are_not_counted(tiny_deepseek):
 def test_a_dense_model_is_refused():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    dense = Qwen2ForCausalLM(
-        Qwen2Config(vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    num_key_value_heads=1, intermediate_size=64)  # fmt: skip
-    )
+    config = Qwen2Config(
+        vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+        intermediate_size=64,
+    )  # fmt: skip
+    dense = Qwen2ForCausalLM(config)
     with pytest.raises(ValueError, match="Qwen2ForCausalLM has no MoE router"):
         expert_load(dense, torch.zeros(1, 3, dtype=torch.long), None)
