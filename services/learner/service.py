@@ -46,6 +46,7 @@ class LearnerService:
             )
             self.groups.ensure_group()
         self._sft_iter = None
+        self._is_moe = bool(getattr(self.trainer.model.config, "n_routed_experts", 0))
 
     def policy_version(self) -> int:
         return self.trainer.policy_version
@@ -101,6 +102,8 @@ class LearnerService:
         metrics["policy_lag_max"] = max(self.trainer.policy_version - g.policy_version for g in groups)
         if selection.groups:
             batch = build_batch(selection.groups, self.trainer.tokenizer.pad_token_id, self.cfg.adv_eps)
+            if self._is_moe:
+                metrics.update(self._expert_load(batch))
             metrics.update(self.trainer.step(batch))
         for key, reason in selection.dropped_keys:
             log.debug("dropped group %s: %s", key, reason)
@@ -112,6 +115,22 @@ class LearnerService:
             step_s=time.perf_counter() - t0,
         )
         return metrics
+
+    def _expert_load(self, batch) -> dict:
+        """MoE routing of this step's sequences (before the update): tokens per expert, balance per layer."""
+        from services.learner.moe_metrics import expert_load
+
+        rows = next(batch.micro_batches(self.cfg.micro_batch_size))  # one micro-batch is a fair sample
+        load = expert_load(self.trainer.model, rows.input_ids, rows.attention_mask)
+        out = {}
+        for layer, counts, coef, maxvio in zip(
+            load["layers"], load["tokens_per_expert"], load["balance_coef"], load["max_violation"]
+        ):
+            out[f"moe_balance_coef_l{layer}"] = coef
+            out[f"moe_max_violation_l{layer}"] = maxvio
+            out.update({f"moe_tokens_l{layer}_e{e}": int(c) for e, c in enumerate(counts)})
+        out["moe_balance_coef"] = sum(load["balance_coef"]) / len(load["balance_coef"])
+        return out
 
     # -- weights and checkpoints ---------------------------------------------------------------------
 

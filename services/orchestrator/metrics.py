@@ -21,6 +21,7 @@ CURVES = [
     ("rl", "kl", "KL to reference"),
     ("rl", "clip_frac", "clip fraction"),
     ("rl", "response_len", "response length (tokens)"),
+    ("rl", "moe_balance_coef", "MoE load balance (1 = even)"),
 ]
 
 
