@@ -67,7 +67,8 @@ def run_pipeline(cfg) -> dict:
     summary = {
         "pipeline": cfg.pipeline.name,
         **{k: v for k, v in ctx.results.items()},
-        "policy_version": ctx.policy_version,
+        # The version of the run's final policy (after sft_control the workers hold the control's weights).
+        "policy_version": load_checkpoint_meta(ctx.policy_dir)["policy_version"],
         "final_checkpoint": ctx.policy_dir,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
