@@ -41,14 +41,18 @@ class StageContext:
     last_trained: str = "base"  # label of the policy the next eval measures
     results: dict = field(default_factory=dict)
     eval_index: int = 0
+    redis: object = None  # the orchestrator's Redis client, shared by every queue it opens
 
     def queue(self, stream: str, group: str, message_cls):
         from services.transport.redis_server import connect
         from services.transport.streams import StreamQueue
 
         rc = self.cfg.redis
-        client = connect(self.runtime.redis_url, password=rc.password, socket_timeout_s=rc.socket_timeout_s)
-        q = StreamQueue.from_config(client, rc, stream, group, message_cls)
+        if self.redis is None:  # one connection for the whole run, opened on first use
+            self.redis = connect(
+                self.runtime.redis_url, password=rc.password, socket_timeout_s=rc.socket_timeout_s
+            )
+        q = StreamQueue.from_config(self.redis, rc, stream, group, message_cls)
         q.ensure_group()
         return q
 
