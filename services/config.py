@@ -120,12 +120,46 @@ class RolloutConfig:
 
 @dataclass
 class RewardConfig:
-    # Reward services to start and call, by scorer name: "accuracy", "format".
+    # Reward services to start, by scorer name: "accuracy", "format", "language", "reward_model". A stage
+    # scores with the ones its weights name (stage_weights), by default all of these.
     scorers: list[str] = field(default_factory=lambda: ["accuracy", "format"])
-    # Weight of the verifier's correctness score in the total reward.
+    # Weight of the verifier's correctness score (1 = the reference answer, 0 = not) in the total reward.
     w_accuracy: float = 1.0
-    # Weight of the R1 format score in the total reward.
+    # Weight of the R1 format score (1 = the template is followed) in the total reward.
     w_format: float = 0.2
+    # Weight of the language-consistency score (share of chain-of-thought words in the target language).
+    w_language: float = 0.1
+    # Weight of the reward model's scalar (a Bradley-Terry logit; group normalisation removes its offset).
+    w_reward_model: float = 0.5
+    # Per-stage scorer -> weight maps that replace the w_* defaults for the prompts a stage issues, e.g.
+    # {rl: {accuracy: 1, format: 0.2, language: 0.1}}; `r1forge score` uses the entry "score". Every scorer
+    # named must be in `scorers`; a weight of 0 scores (and logs) without counting.
+    stage_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per-prompt-source maps that win over stage_weights, e.g. {general: {reward_model: 1, format: 0.2}}:
+    # general prompts have no reference answer, so the reward model judges them instead of the verifier.
+    source_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Format checker: strict = the completion itself must open with <think>; lenient also accepts one that
+    # starts inside the think block (for prompts whose template already ends with "<think>", as R1-Zero's).
+    format_strict: bool = True
+    # Format checker: 0/1 (false), or a quarter for each of the four rules it meets (true): a single think
+    # block, a single non-empty answer block, think before answer, nothing outside the blocks. Partial credit
+    # gives a base policy that never hits the whole template a gradient towards it; it also pays for
+    # near-misses, so turn it off once the format is learnt.
+    format_partial_credit: bool = False
+    # Languages the language scorer can tell apart (ISO 639-1); a prompt's target must be one of them. Each
+    # one costs memory in the lingua detector, so list only those the data uses.
+    languages: list[str] = field(default_factory=lambda: ["en", "zh"])
+    # Words of a chain of thought the language scorer reads at most (the rest is not scored; see detail).
+    language_max_words: int = 4000
+    # Reward-model checkpoint (any HF AutoModelForSequenceClassification directory, or an encoder that gets
+    # a scalar head); unset = the one the `reward_model` stage of this run trains.
+    reward_model_path: str | None = None
+    # Device of the reward model: "cpu" or "cuda".
+    rm_device: str = "cpu"
+    # Completions per reward-model forward pass.
+    rm_batch_size: int = 32
+    # Tokens of (prompt, response) the reward model reads; longer pairs are truncated.
+    rm_max_length: int = 256
     # Interface the embedded reward servers bind to.
     host: str = "127.0.0.1"
     # Addresses of already running reward services, scorer name -> "host:port"; unset ones start embedded.
@@ -303,9 +337,7 @@ def check_config(cfg) -> None:
         errors.append(f"rollout.weight_sync={cfg.rollout.weight_sync!r}: choose 'object_store' or 'nccl'")
     if cfg.rollout.weight_sync == "nccl" and cfg.rollout.device != "cuda":
         errors.append("rollout.weight_sync=nccl needs rollout.device=cuda (NCCL moves GPU tensors)")
-    unknown = [s for s in cfg.reward.scorers if not hasattr(cfg.reward, f"w_{s}")]
-    if unknown:
-        errors.append(f"reward.scorers has {unknown} with no weight reward.w_<name>; known scorers have one")
+    errors += reward_errors(cfg.reward, trains_reward_model="reward_model" in cfg.pipeline.stages)
     if not cfg.launcher.ray_address:
         # Each actor reserves one logical Ray CPU; its torch threads are separate (on-policy, the learner and
         # the rollout workers take turns, so both may use every core).
@@ -340,6 +372,34 @@ def check_config(cfg) -> None:
         errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")
     if errors:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def reward_errors(rw, trains_reward_model: bool) -> list[str]:
+    """Scorer names, per-stage weights and where the reward model comes from."""
+    errors = []
+    unknown = [s for s in rw.scorers if not hasattr(rw, f"w_{s}")]
+    if unknown:
+        errors.append(
+            f"reward.scorers has {unknown}: known scorers are accuracy, format, language, reward_model"
+        )
+    tables = {"stage_weights": rw.stage_weights or {}, "source_weights": rw.source_weights or {}}
+    for table, entries in tables.items():
+        for key, weights in entries.items():
+            extra = sorted(set(weights) - set(rw.scorers))
+            if extra:
+                errors.append(
+                    f"reward.{table}.{key} weights {extra}, which reward.scorers={list(rw.scorers)} "
+                    "does not start; add them to reward.scorers"
+                )
+    rm_given = rw.reward_model_path or "reward_model" in rw.addresses
+    if "reward_model" in rw.scorers and not rm_given and not trains_reward_model:
+        errors.append(
+            "reward.scorers has reward_model but reward.reward_model_path is unset (and no pipeline stage "
+            "trains one): train one with `r1forge pipeline=reward_model` and set the path to its checkpoint"
+        )
+    if rw.rm_device not in ("cpu", "cuda"):
+        errors.append(f"reward.rm_device={rw.rm_device!r}: choose 'cpu' or 'cuda'")
+    return errors
 
 
 def _vllm_cpu_deepseek_errors(model) -> list[str]:

@@ -155,7 +155,21 @@ class LearnerService:
 
 
 def _rollout_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:
-    """Reward components, accuracy and response length over every completion received this step."""
+    """Reward components, language mixing and response length over every completion received this step;
+    with more than one prompt source (RL stage 2), the same per source as `<source>/<metric>`."""
+    out = _completion_metrics(groups)
+    if out:
+        out["generate_s"] = sum(g.generate_s for g in groups)
+        out["score_s"] = sum(g.score_s for g in groups)
+    sources = sorted({g.source for g in groups})
+    if len(sources) > 1:
+        for source in sources:
+            per = _completion_metrics([g for g in groups if g.source == source])
+            out.update({f"{source}/{k}": v for k, v in per.items()})
+    return out
+
+
+def _completion_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:
     comps = [c for g in groups for c in g.completions]
     if not comps:
         return {}
@@ -163,17 +177,12 @@ def _rollout_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:
         "reward": sum(c.total_reward for c in comps) / len(comps),
         "response_len": sum(len(c.completion_token_ids) for c in comps) / len(comps),
         "truncated_frac": sum(c.finish_reason == "length" for c in comps) / len(comps),
-        "generate_s": sum(g.generate_s for g in groups),
-        "score_s": sum(g.score_s for g in groups),
     }
-    names = {r.name for c in comps for r in c.rewards}
-    for name in sorted(names):
-        vals = [
-            r.value
-            for c in comps
-            for r in c.rewards
-            if r.name == name and r.status == rollout_pb2.REWARD_STATUS_OK
-        ]
+    for name in sorted({r.name for c in comps for r in c.rewards}):
+        ok = rollout_pb2.REWARD_STATUS_OK
+        vals = [r.value for c in comps for r in c.rewards if r.name == name and r.status == ok]
         if vals:
             out[f"reward_{name}"] = sum(vals) / len(vals)
+            if name == "language":  # share of completions whose chain of thought mixes languages
+                out["language_mixing_rate"] = sum(v < 1.0 for v in vals) / len(vals)
     return out

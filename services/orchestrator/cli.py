@@ -3,6 +3,7 @@
 r1forge                                   # the default pipeline on embedded defaults
 r1forge rollout.group_size=64 learner.kl_coef=0 rollout.engine=hf
 r1forge launcher.ray_address=auto redis.url=redis://redis:6379/0
+r1forge score rows.jsonl scored.jsonl [overrides]   # reward components per row (score_cmd.py)
 """
 
 from __future__ import annotations
@@ -46,4 +47,12 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "score":
+        from services.orchestrator.score_cmd import main as score_main
+
+        try:
+            sys.exit(score_main(sys.argv[2:]))
+        except USER_ERRORS as e:
+            print(f"r1forge score: error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
     sys.exit(_main())

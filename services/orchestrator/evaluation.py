@@ -1,9 +1,13 @@
-"""Evaluation metrics over scored groups (pure): pass@1 over k samples, maj@k, format and length.
+"""Evaluation metrics over scored groups (pure): pass@1 over k samples, maj@k, format rate, language
+mixing rate and response length.
 
 pass@1 is the mean over prompts of the fraction of a prompt's k samples that are correct (the
 unbiased pass@1 estimator of the R1 report); maj@k takes the most common extracted answer per
 prompt (ties broken by first occurrence) and checks it against the verifier's verdict on a sample
-with that answer.
+with that answer. The format rate counts completions that follow the whole template (score 1, also
+under partial credit); the language-mixing rate counts completions whose chain of thought has any word
+outside the target language (R1's "language mixing"), over those the language scorer judged; it is
+absent when no language scorer ran.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def evaluate_groups(groups: list[rollout_pb2.ScoredGroup]) -> dict:
     """Aggregate eval metrics; unscorable completions are counted, never scored as wrong."""
     if not groups:
         raise ValueError("evaluate_groups needs at least one group")
-    pass1, maj, fmt, lengths, unscored = [], [], [], [], 0
+    pass1, maj, fmt, lang, lengths, unscored = [], [], [], [], [], 0
     for g in groups:
         acc = [_component(c, "accuracy") for c in g.completions]
         scored = [a for a in acc if a is not None]
@@ -48,15 +52,18 @@ def evaluate_groups(groups: list[rollout_pb2.ScoredGroup]) -> dict:
             maj.append(verdict)
         else:
             maj.append(0.0)
-        fmt += [f for c in g.completions if (f := _component(c, "format")) is not None]
+        fmt += [f == 1.0 for c in g.completions if (f := _component(c, "format")) is not None]
+        lang += [x < 1.0 for c in g.completions if (x := _component(c, "language")) is not None]
         lengths += [len(c.completion_token_ids) for c in g.completions]
     k = max(len(g.completions) for g in groups)
+    mixing = {"language_mixing_rate": sum(lang) / len(lang)} if lang else {}
     return {
         "num_prompts": len(groups),
         "samples_per_prompt": k,
         "pass1": sum(pass1) / max(1, len(pass1)),
         f"maj@{k}": sum(maj) / len(maj),
         "format_rate": sum(fmt) / max(1, len(fmt)),
+        **mixing,
         "response_len": sum(lengths) / max(1, len(lengths)),
         "unscored": unscored,
     }

@@ -13,10 +13,19 @@ from services.tasks.prompts import render_chat_prompt
 
 
 class TaskFeeder:
-    def __init__(self, problems: list, tokenizer, run_id: str, stage: str, language: str, seed: int) -> None:
+    def __init__(
+        self,
+        problems: list,
+        tokenizer,
+        run_id: str,
+        stage: str,
+        language: str,
+        seed: int,
+        reward_weights: dict[str, float] | None = None,
+    ) -> None:
         if not problems:
             raise ValueError(f"stage {stage!r} has no prompts to issue")
-        self.problems, self.tokenizer = problems, tokenizer
+        self.problems, self.tokenizer, self.reward_weights = problems, tokenizer, reward_weights
         self.run_id, self.stage, self.language, self.seed = run_id, stage, language, seed
         self.epoch, self._order, self._pos = 0, self._shuffled(0), 0
 
@@ -44,6 +53,7 @@ class TaskFeeder:
                     min_policy_version,
                     self.language,
                     temperature,
+                    self.reward_weights,
                 )
             )
             self._pos += 1
@@ -60,6 +70,7 @@ def make_task(
     min_policy_version: int,
     language: str,
     temperature: float | None = None,
+    reward_weights: dict[str, float] | None = None,
 ) -> rollout_pb2.PromptTask:
     prompt = render_chat_prompt(tokenizer, problem.question)
     task = rollout_pb2.PromptTask(
@@ -72,6 +83,7 @@ def make_task(
         group_size=group_size,
         min_policy_version=min_policy_version,
         stage=stage,
+        reward_weights=reward_weights or {},
     )
     if temperature is not None:
         task.temperature = temperature

@@ -24,12 +24,14 @@ class RewardProcesses:
 
     def start(self, scorers: list[str], overrides: list[str], timeout_s: float) -> dict[str, str]:
         """Start one process per scorer; return scorer name -> address once all are ready."""
-        addresses = {}
+        addresses, new = {}, {}
         for name in scorers:
+            if name in self.procs:
+                raise ValueError(f"reward service {name!r} is already running in this run")
             cmd = [sys.executable, "-m", "services.reward", "--scorer", name, "--port", "0", *overrides]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1)
-            self.procs[name] = proc
-        for name, proc in self.procs.items():
+            self.procs[name] = new[name] = proc
+        for name, proc in new.items():
             addresses[name] = _wait_ready(name, proc, timeout_s)
             log.info("reward service %s ready at %s (pid %d)", name, addresses[name], proc.pid)
         return addresses
@@ -68,3 +70,44 @@ def _wait_ready(name: str, proc: subprocess.Popen, timeout_s: float) -> str:
             )
         time.sleep(0.05)
     raise TimeoutError(f"reward service {name!r} did not report ready within {timeout_s:.0f}s")
+
+
+def reward_overrides(rw) -> list[str]:
+    """`reward.*` config as Hydra overrides for a reward service process (scalars and lists of scalars)."""
+    out = []
+    for key, value in rw.items():
+        if isinstance(value, (int, float, str)):
+            out.append(f"reward.{key}={value}")
+        elif value is not None and not hasattr(value, "keys") and hasattr(value, "__len__"):
+            out.append(f"reward.{key}=[{','.join(str(v) for v in value)}]")
+    return out
+
+
+def bring_up(
+    procs: RewardProcesses, rw, names: list[str], timeout_s: float, extra: list[str] | None = None
+) -> dict[str, str]:
+    """Start the services `names` with the run's reward config (+ `extra` overrides); wait until healthy."""
+    from services.transport.grpc_utils import wait_healthy
+
+    if not names:
+        return {}
+    started = procs.start(names, reward_overrides(rw) + list(extra or []), timeout_s)
+    for addr in started.values():
+        wait_healthy(addr, timeout_s, token=rw.token, tls_ca=rw.get("tls_ca"))
+    return started
+
+
+def check_given(rw, names: list[str], timeout_s: float) -> None:
+    """Fail fast, naming the address, when a reward service the user gave does not serve."""
+    from services.transport.grpc_utils import wait_healthy
+
+    for name in names:
+        addr = rw.addresses[name]
+        try:
+            wait_healthy(addr, timeout_s, token=rw.token, tls_ca=rw.get("tls_ca"))
+        except TimeoutError as e:
+            raise TimeoutError(
+                f"reward service {name!r} at reward.addresses.{name}={addr} is not serving after "
+                f"{timeout_s:g}s ({e}); start it, fix the address, or remove the override so that r1forge "
+                "starts one itself"
+            ) from None

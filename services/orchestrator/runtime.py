@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from services.orchestrator.reward_procs import RewardProcesses
+from services.orchestrator.reward_procs import RewardProcesses, bring_up, check_given
 
 log = logging.getLogger(__name__)
 
@@ -51,35 +51,30 @@ class Runtime:
         log.info("redis at %s", self.redis_url.split("@")[-1])
 
     def _check_given_rewards(self) -> None:
-        from services.transport.grpc_utils import wait_healthy
-
-        rw, timeout = self.cfg.reward, self.cfg.launcher.start_timeout_s
-        for name in [s for s in rw.scorers if s in rw.addresses]:
-            addr = rw.addresses[name]
-            try:
-                wait_healthy(addr, timeout, token=rw.token, tls_ca=rw.get("tls_ca"))
-            except TimeoutError as e:
-                raise TimeoutError(
-                    f"reward service {name!r} at reward.addresses.{name}={addr} is not serving after "
-                    f"launcher.start_timeout_s={timeout:g}s ({e}); start it, fix the address, or remove the "
-                    "override so that r1forge starts one itself"
-                ) from None
+        rw = self.cfg.reward
+        check_given(rw, [s for s in rw.scorers if s in rw.addresses], self.cfg.launcher.start_timeout_s)
 
     def _start_rewards(self) -> None:
-        from services.transport.grpc_utils import wait_healthy
-
         rw = self.cfg.reward
         given = dict(rw.addresses)
-        missing = [s for s in rw.scorers if s not in given]
-        overrides = [
-            f"reward.{k}={v}" for k, v in rw.items() if isinstance(v, (int, float, str)) and v is not None
-        ]
-        started = (
-            self._rewards.start(missing, overrides, self.cfg.launcher.start_timeout_s) if missing else {}
-        )
-        self.reward_addresses = {s: given.get(s) or started[s] for s in rw.scorers}
-        for addr in started.values():
-            wait_healthy(addr, self.cfg.launcher.start_timeout_s, token=rw.token, tls_ca=rw.get("tls_ca"))
+        # A reward model this run trains (reward_model stage, no path given) starts once it exists.
+        deferred = {"reward_model"} if not rw.reward_model_path else set()
+        missing = [s for s in rw.scorers if s not in given and s not in deferred]
+        started = bring_up(self._rewards, rw, missing, self.cfg.launcher.start_timeout_s)
+        self.reward_addresses = {
+            s: given.get(s) or started[s] for s in rw.scorers if s in given or s in started
+        }
+
+    def start_reward_service(self, name: str, overrides: list[str]) -> str:
+        """Start reward service `name` mid-run (e.g. the reward model once trained); workers use it next."""
+        import ray
+
+        address = bring_up(
+            self._rewards, self.cfg.reward, [name], self.cfg.launcher.start_timeout_s, overrides
+        )[name]
+        self.reward_addresses[name] = address
+        ray.get([w.add_reward_service.remote(name, address) for w in self.workers])
+        return address
 
     def _start_ray(self) -> None:
         import ray

@@ -22,6 +22,7 @@ from services.orchestrator.feed import TaskFeeder, make_task
 from services.orchestrator.metrics import MetricsLog
 from services.orchestrator.runtime import Runtime
 from services.pb import rollout_pb2
+from services.rollout.scoring import reward_weights
 from services.rollout.worker import GROUP_READERS, groups_stream_for
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,10 @@ def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, pro
 
 
 def _resync_restarted(ctx: StageContext, worker) -> None:
-    """A restarted worker re-ran __init__ with the initial weights: give it the current ones."""
+    """A restarted worker re-ran __init__ with the initial weights and services: give it the current ones."""
     import ray
 
+    ray.get([worker.add_reward_service.remote(n, a) for n, a in ctx.runtime.reward_addresses.items()])
     if getattr(ctx.runtime, "last_weights", None):
         ann, payload = ctx.runtime.last_weights
         ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
@@ -196,7 +198,10 @@ def rl(ctx: StageContext) -> dict:
     n, steps, overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
     learner = _learner_actor(ctx, with_redis=True)
     prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
-    feeder = TaskFeeder(ctx.splits["train"], ctx.tokenizer, ctx.run_id, "rl", cfg.task.language, lc.seed)
+    weights = _running_weights(ctx, "rl", "addition")
+    feeder = TaskFeeder(
+        ctx.splits["train"], ctx.tokenizer, ctx.run_id, "rl", cfg.task.language, lc.seed, weights
+    )
     timeout = cfg.launcher.start_timeout_s + 60 * n
 
     def issue() -> None:
@@ -247,6 +252,18 @@ def rl(ctx: StageContext) -> dict:
     }
 
 
+def _running_weights(ctx: StageContext, stage: str, source: str, strict: bool = True) -> dict[str, float]:
+    """The reward weights of (stage, source), checked against the services running now."""
+    weights = reward_weights(ctx.cfg.reward, stage, source)
+    down = sorted(set(weights) - set(ctx.runtime.reward_addresses))
+    if down and strict:
+        raise ValueError(
+            f"stage {stage!r} weights reward scorers {down} that are not running yet; a reward_model scorer "
+            "needs reward.reward_model_path or a reward_model stage earlier in the pipeline"
+        )
+    return {name: w for name, w in weights.items() if name not in down}
+
+
 def _step_line(step: int, steps: int, m: dict) -> str:
     def f(key: str, fmt: str = ".3f") -> str:
         return format(m[key], fmt) if key in m else "-"
@@ -271,6 +288,8 @@ def evaluate(ctx: StageContext) -> dict:
     stream = groups_stream_for(cfg.redis.groups_stream, "eval")
     prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
     out = ctx.queue(stream, GROUP_READERS, rollout_pb2.ScoredGroup)
+    # Eval scores with the stage's weights, or every running scorer (it reads components, not the total).
+    weights = _running_weights(ctx, "eval", "addition", strict=False)
     for p in problems:
         prompts.add(
             make_task(
@@ -283,6 +302,7 @@ def evaluate(ctx: StageContext) -> dict:
                 ctx.policy_version,
                 cfg.task.language,
                 ec.temperature,
+                weights,
             )
         )
     bar = tqdm(total=len(problems), desc=f"eval ({label})", unit="prompt", dynamic_ncols=True)

@@ -31,7 +31,14 @@ class TaskId(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class PromptTask(_message.Message):
-    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature")
+    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature", "reward_weights")
+    class RewardWeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +49,7 @@ class PromptTask(_message.Message):
     MIN_POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    REWARD_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     id: TaskId
     prompt: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -52,7 +60,8 @@ class PromptTask(_message.Message):
     min_policy_version: int
     stage: str
     temperature: float
-    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ...) -> None: ...
+    reward_weights: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ..., reward_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class RewardComponent(_message.Message):
     __slots__ = ("name", "value", "status", "detail")

@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SCORER_NAMES = ("accuracy", "format")
+SCORER_NAMES = ("accuracy", "format", "language", "reward_model")
 
 
 class ScoreStatus(enum.StrEnum):
@@ -41,8 +41,8 @@ class ScoreInput:
     completion: str
     # Reference answer for verifiers ("" when there is none).
     answer: str = ""
-    # Target language of the reasoning (ISO 639-1).
-    language: str = "en"
+    # Target language of the reasoning (ISO 639-1); "" = the prompt's own language.
+    language: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ScoreResult:
 class Scorer(Protocol):
     """Scores batches of completions. Implementations must be safe to call from several threads."""
 
-    # Name of the scorer ("accuracy", "format"); also the name of the service that wraps it.
+    # Name of the scorer (one of SCORER_NAMES); also the name of the service that wraps it.
     name: str
 
     def score(self, items: list[ScoreInput]) -> list[ScoreResult]:
@@ -91,5 +91,23 @@ def make_scorer(name: str, cfg: Any) -> Scorer:
     if name == "format":
         from services.reward.format_checker import FormatScorer
 
-        return FormatScorer()
+        return FormatScorer(strict=cfg.format_strict, partial_credit=cfg.format_partial_credit)
+    if name == "language":
+        from services.reward.language import LanguageScorer
+
+        return LanguageScorer(list(cfg.languages), max_words=cfg.language_max_words)
+    if name == "reward_model":
+        from services.reward.reward_model import RewardModelScorer
+
+        if not cfg.reward_model_path:
+            raise ValueError(
+                "reward.reward_model_path is unset: train one with `r1forge pipeline=reward_model` (or put "
+                "the reward_model stage before the stages that use it) and pass its checkpoint directory"
+            )
+        return RewardModelScorer(
+            cfg.reward_model_path,
+            device=cfg.rm_device,
+            batch_size=cfg.rm_batch_size,
+            max_length=cfg.rm_max_length,
+        )
     raise ValueError(f"unknown reward scorer {name!r}: valid names are {', '.join(SCORER_NAMES)}")

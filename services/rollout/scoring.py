@@ -17,10 +17,22 @@ STATUS = {
 }
 
 
-def reward_weights(cfg) -> dict[str, float]:
-    """Scorer name -> weight in the total, for the scorers this stage uses."""
-    weights = {name: float(getattr(cfg, f"w_{name}")) for name in cfg.scorers}
-    return weights
+def reward_weights(cfg, stage: str = "", source: str = "") -> dict[str, float]:
+    """Scorer name -> weight in the total for prompts of `source` issued by `stage`.
+
+    `cfg.source_weights[source]` wins (general prompts have no reference answer, so they are weighted
+    differently wherever they appear), then `cfg.stage_weights[stage]`, then every scorer in
+    `cfg.scorers` with its `w_<name>` default.
+    """
+    for table, key in ((cfg.source_weights, source), (cfg.stage_weights, stage)):
+        if table and key in table:
+            return {name: float(w) for name, w in table[key].items()}
+    return {name: float(getattr(cfg, f"w_{name}")) for name in cfg.scorers}
+
+
+def task_weights(task: rollout_pb2.PromptTask, cfg) -> dict[str, float]:
+    """The weights a task carries, or the configured defaults when it carries none."""
+    return dict(task.reward_weights) if task.reward_weights else reward_weights(cfg)
 
 
 def apply_scores(

@@ -42,18 +42,25 @@ def check_sft_row(row: Any, where: str) -> dict[str, str]:
 def write_sft_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
     """Write `rows` to `path` atomically (validated first); return the number of rows written."""
     checked = [check_sft_row(row, f"row {i}") for i, row in enumerate(rows)]
+    return write_jsonl(path, checked)
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write rows as JSONL through a temporary file and a rename; return the number written."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in checked:
+            for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                n += 1
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return len(checked)
+    return n
 
 
 def read_sft_jsonl(path: str | os.PathLike[str]) -> list[dict[str, str]]:

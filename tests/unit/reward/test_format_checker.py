@@ -64,3 +64,29 @@ def test_scorer_keeps_order_and_indices() -> None:
         (5, 1.0, ScoreStatus.OK),
         (2, 0.0, ScoreStatus.OK),
     ]
+
+
+PARTIAL = [
+    # (text, rules met out of think/answer/order/clean, why)
+    ("<think>a</think><answer>7</answer>", 4, "the whole template"),
+    ("<think>a</think>so<answer>7</answer>", 3, "text between the blocks: all but clean"),
+    ("<answer>7</answer><think>x</think>", 2, "both blocks, wrong order (order and clean fail)"),
+    ("<think>a</think> 7", 1, "a think block only"),
+    ("<answer>7</answer>", 1, "an answer block only"),
+    ("<think>a</think><answer> </answer>", 1, "blank answer: think only"),
+    ("7", 0, "no tags"),
+]
+
+
+@pytest.mark.parametrize(("text", "met", "why"), PARTIAL, ids=[why for *_, why in PARTIAL])
+def test_partial_credit_is_a_quarter_per_rule(text: str, met: int, why: str) -> None:
+    assert format_score(text, partial_credit=True) == met / 4, why
+    # Without partial credit only the whole template scores.
+    assert format_score(text) == (1.0 if met == 4 else 0.0)
+
+
+def test_scorer_detail_names_the_broken_rules() -> None:
+    items = [ScoreInput(0, "p", "<think>a</think>so<answer>7</answer>"), ScoreInput(1, "p", GOOD[0])]
+    partial, whole = FormatScorer(partial_credit=True).score(items)
+    assert (partial.value, partial.detail) == (0.75, "missing: clean")
+    assert (whole.value, whole.detail) == (1.0, "")

@@ -7,7 +7,7 @@ import pytest
 from services.config_loader import load_config
 from services.pb import rollout_pb2
 from services.reward.scorer import ScoreResult, ScoreStatus
-from services.rollout.scoring import apply_scores, reward_weights
+from services.rollout.scoring import apply_scores, reward_weights, task_weights
 
 OK, TIMEOUT, ERROR, UNAVAILABLE = (
     rollout_pb2.REWARD_STATUS_OK,
@@ -74,3 +74,29 @@ def test_reward_weights_come_from_the_stage_config():
     assert reward_weights(cfg.reward) == {"format": 0.5}
     cfg = load_config(["reward.w_accuracy=2.0"])
     assert reward_weights(cfg.reward) == {"accuracy": 2.0, "format": 0.2}
+
+
+def test_weights_come_from_the_source_then_the_stage_then_the_defaults():
+    cfg = load_config(
+        [
+            "reward.scorers=[accuracy,format,language,reward_model]",
+            "+reward.stage_weights.rl={accuracy:1.0,format:0.2,language:0.1}",
+            "+reward.source_weights.general={reward_model:1.0,format:0.2}",
+        ]
+    ).reward
+    assert reward_weights(cfg, "rl", "addition") == {"accuracy": 1.0, "format": 0.2, "language": 0.1}
+    assert reward_weights(cfg, "rl_general", "general") == {"reward_model": 1.0, "format": 0.2}
+    # No entry for the stage: every started scorer with its w_<name> default (config defaults).
+    assert reward_weights(cfg, "eval", "addition") == {
+        "accuracy": 1.0,
+        "format": 0.2,
+        "language": 0.1,
+        "reward_model": 0.5,
+    }
+
+
+def test_task_weights_win_over_the_config():
+    cfg = load_config([]).reward
+    task = rollout_pb2.PromptTask(reward_weights={"format": 2.0})
+    assert task_weights(task, cfg) == {"format": 2.0}
+    assert task_weights(rollout_pb2.PromptTask(), cfg) == {"accuracy": 1.0, "format": 0.2}
