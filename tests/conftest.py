@@ -42,7 +42,8 @@ TINY_DEEPSEEK_OVERRIDES = [
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
-    """Factory `tiny_zoo(tie_word_embeddings, name) -> (cfg, model_dir)`: the composed config and policy dir.
+    """Factory `tiny_zoo(tie_word_embeddings, name, extra) -> (cfg, model_dir)`: the composed config and
+    policy dir; `extra` is a tuple of further overrides (e.g. model.sliding_window=16).
 
     `name` is a zoo entry ("tiny-qwen" or "tiny-deepseek"). `cfg` is the whole read-only config tree, so
     tests hand `cfg.rollout` / `cfg.learner` to the code under test exactly as the services receive them.
@@ -54,16 +55,18 @@ def tiny_zoo(tmp_path_factory):
     built: dict[tuple, tuple] = {}
     overrides = {"tiny-qwen": TINY_MODEL_OVERRIDES, "tiny-deepseek": TINY_DEEPSEEK_OVERRIDES}
 
-    def build(tie_word_embeddings: bool = False, name: str = "tiny-qwen"):
-        if (name, tie_word_embeddings) not in built:
+    def build(tie_word_embeddings: bool = False, name: str = "tiny-qwen", extra: tuple[str, ...] = ()):
+        key = (name, tie_word_embeddings, extra)
+        if key not in built:
             cfg = load_config(
                 [
                     f"model.cache_dir={cache_dir}",
                     f"model.tie_word_embeddings={tie_word_embeddings}",
                     *overrides[name],
+                    *extra,
                 ]
             )
-            built[name, tie_word_embeddings] = (cfg, resolve_model_dir(cfg.model))
-        return built[name, tie_word_embeddings]
+            built[key] = (cfg, resolve_model_dir(cfg.model))
+        return built[key]
 
     return build

@@ -46,6 +46,8 @@ def resolve_model_dir(cfg) -> Path:
             f"model.name={cfg.name!r} is not in the zoo; choose one of {list(ZOO)} or set model.path"
         )
     shape = {k: cfg[k] if hasattr(cfg, "__getitem__") else getattr(cfg, k) for k in _SHAPE_KEYS[cfg.name]}
+    if cfg.name == "tiny-qwen":  # optional features join the key only when used, so older caches still hit
+        shape.update(_qwen_options(cfg))
     key = {"name": cfg.name, "tokenizer": TOKENIZER_VERSION, **shape}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     out = Path(cfg.cache_dir).expanduser() / f"{cfg.name}-{digest}"
@@ -115,10 +117,39 @@ def create_zoo_model(name: str, shape: dict, out: Path) -> Path:
     return out
 
 
+def _qwen_options(cfg) -> dict:
+    """tiny-qwen's optional attention features, as set in `cfg` (empty when none is used)."""
+    out = {}
+    if cfg.sliding_window:
+        out.update(sliding_window=cfg.sliding_window, max_window_layers=cfg.max_window_layers)
+    if cfg.rope_scaling:
+        if cfg.rope_scaling != "dynamic":
+            raise ValueError(
+                f"model.rope_scaling={cfg.rope_scaling!r}: tiny-qwen supports 'dynamic' (NTK) or unset"
+            )
+        out.update(rope_scaling=cfg.rope_scaling, rope_scaling_factor=cfg.rope_scaling_factor)
+    return out
+
+
 def _qwen_config(shape: dict, common: dict):
+    """Qwen2: GQA, QKV bias, SwiGLU, RMSNorm; optionally sliding-window layers and dynamic NTK RoPE."""
     from transformers import Qwen2Config
 
-    return Qwen2Config(num_key_value_heads=shape["num_kv_heads"], **common)
+    extra: dict = {}
+    if shape.get("sliding_window"):
+        # Qwen2's rule: layer i uses the window when use_sliding_window and i >= max_window_layers.
+        extra.update(
+            use_sliding_window=True,
+            sliding_window=shape["sliding_window"],
+            max_window_layers=shape["max_window_layers"],
+        )
+    if shape.get("rope_scaling"):
+        extra["rope_parameters"] = {
+            "rope_type": shape["rope_scaling"],
+            "factor": shape["rope_scaling_factor"],
+            "rope_theta": 10000.0,
+        }
+    return Qwen2Config(num_key_value_heads=shape["num_kv_heads"], **common, **extra)
 
 
 def _deepseek_config(shape: dict, common: dict):

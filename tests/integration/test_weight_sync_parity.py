@@ -118,13 +118,24 @@ def _balance_experts(learner: LearnerService, ids: list[int], max_updates: int =
     return len(biases)
 
 
+# Qwen2's optional attention features: a 16-token window in every layer (the parity sequence is ~100 tokens,
+# so the window cuts most of each row; vLLM 0.32 serves Qwen2 windows only in all layers, see check_config)
+# and dynamic NTK RoPE (inactive below max_position_embeddings, in transformers and vLLM alike).
+QWEN_WINDOW_NTK = ("model.sliding_window=16", "model.max_window_layers=0", "model.rope_scaling=dynamic")
+
+
 @pytest.mark.parametrize(
-    "name, tie_word_embeddings",
-    [("tiny-qwen", False), ("tiny-qwen", True), ("tiny-deepseek", False)],
-    ids=["qwen-untied", "qwen-tied", "deepseek"],
+    "name, tie_word_embeddings, extra",
+    [
+        ("tiny-qwen", False, ()),
+        ("tiny-qwen", True, ()),
+        ("tiny-qwen", False, QWEN_WINDOW_NTK),
+        ("tiny-deepseek", False, ()),
+    ],
+    ids=["qwen-untied", "qwen-tied", "qwen-window-ntk", "deepseek"],
 )
-def test_vllm_matches_learner_after_weight_sync(tiny_zoo, name, tie_word_embeddings):
-    cfg, model_dir = tiny_zoo(tie_word_embeddings, name)
+def test_vllm_matches_learner_after_weight_sync(tiny_zoo, name, tie_word_embeddings, extra):
+    cfg, model_dir = tiny_zoo(tie_word_embeddings, name, extra)
     engine = make_engine("vllm", model_dir, cfg.rollout)
     try:
         learner = LearnerService(str(model_dir), cfg.learner)
@@ -161,6 +172,30 @@ def test_vllm_matches_learner_after_weight_sync(tiny_zoo, name, tie_word_embeddi
         assert max(abs(again[p][ids[p]] - after[p][ids[p]]) for p in range(1, len(ids))) > 1e-3
     finally:
         engine.close()
+
+
+def test_qwen_window_changes_the_distribution(tiny_zoo):
+    """The window is real: the same weights with full attention give other log-probs past 16 tokens, so
+    the qwen-window-ntk parity case could not pass with an engine that ignored it."""
+    from transformers import AutoModelForCausalLM
+
+    cfg, model_dir = tiny_zoo(False, "tiny-qwen", QWEN_WINDOW_NTK)
+    layers = cfg.model.num_layers
+    windowed = AutoModelForCausalLM.from_pretrained(model_dir)
+    full = AutoModelForCausalLM.from_pretrained(model_dir, layer_types=["full_attention"] * layers)
+    assert windowed.config.layer_types == ["sliding_attention"] * layers
+    ids = torch.tensor([_ids(model_dir)])  # [1, T]
+    with torch.no_grad():
+        a = windowed(input_ids=ids).logits.log_softmax(-1)  # [1, T, V]
+        b = full(input_ids=ids).logits.log_softmax(-1)  # [1, T, V]
+    assert (a[0, :16] - b[0, :16]).abs().max() < 1e-5  # inside the window: identical
+    assert (a[0, 16:] - b[0, 16:]).abs().max() > 1e-3  # past it: the window hides the start
+
+
+def _ids(model_dir) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)(PROMPT + COMPLETION)["input_ids"]
 
 
 def test_payload_with_wrong_sha256_is_rejected(tiny_zoo):

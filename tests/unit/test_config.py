@@ -139,6 +139,16 @@ def test_wrong_type_fails_naming_the_key():
         (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
         (["+reward.addresses.acuracy=127.0.0.1:50051"], "reward.addresses"),
         (["eval.num_prompts=500", "task.heldout_size=200"], "eval.num_prompts=500"),
+        (["+reward.stage_weights.rl={language:1.0}"], "reward.stage_weights.rl"),
+        (["+reward.source_weights.general={reward_model:1.0}"], "reward.source_weights.general"),
+        (["reward.scorers=[accuracy,reward_model]"], "reward.reward_model_path"),
+        (["reward.rm_device=tpu"], "reward.rm_device"),
+        # vLLM's Qwen2 windows every layer or none; transformers would window only layers >= 2.
+        (["model.sliding_window=16", "model.max_window_layers=2"], "model.max_window_layers=2"),
+        (
+            ["model.rope_scaling=dynamic", "model.max_position_embeddings=256", "rollout.max_model_len=512"],
+            "rollout.max_model_len=512",
+        ),
         # head_dim = 64 / 4 = 16, which vLLM's CPU attention kernels do not implement.
         (
             ["model.hidden_size=64", "model.num_heads=4", "rollout.engine=vllm"],
@@ -212,3 +222,20 @@ def test_every_config_field_has_a_comment_above_it():
     assert not undocumented, "config fields without a comment line directly above them:\n" + "\n".join(
         undocumented
     )
+
+
+def test_reward_model_scorer_is_fine_when_the_pipeline_trains_it_or_a_path_is_given():
+    check_config(load_config(["reward.scorers=[accuracy,reward_model]", "reward.reward_model_path=/some/rm"]))
+    check_config(
+        load_config(
+            ["reward.scorers=[accuracy,reward_model]", "pipeline.stages=[reward_model,cold_start_sft]"]
+        )
+    )
+
+
+def test_qwen_window_and_dynamic_ntk_pass_on_vllm_when_they_match_the_learner():
+    check_config(
+        load_config(["model.sliding_window=16", "model.max_window_layers=0", "model.rope_scaling=dynamic"])
+    )
+    # The hf engine runs the learner's own modules, so mixed window layers are fine there.
+    check_config(load_config(["model.sliding_window=16", "model.max_window_layers=2", "rollout.engine=hf"]))

@@ -129,3 +129,20 @@ def test_check_config_refuses_deepseek_shapes_vllm_cpu_cannot_serve():
     assert "model.moe_intermediate_size=48: vLLM's CPU MoE kernel needs a multiple of 32" in message
     # The same shapes are fine for the transformers engine, which has neither kernel.
     check_config(load_config([*unservable, "rollout.engine=hf"]))
+
+
+def test_qwen_window_and_dynamic_ntk_reach_the_checkpoint_config(tmp_path):
+    plain = resolve_model_dir(load_config([f"model.cache_dir={tmp_path}", *TINY]).model)
+    options = ["model.sliding_window=8", "model.max_window_layers=0", "model.rope_scaling=dynamic",
+               "model.rope_scaling_factor=4.0"]  # fmt: skip
+    tuned = resolve_model_dir(load_config([f"model.cache_dir={tmp_path}", *TINY, *options]).model)
+    assert tuned != plain  # a different policy, so a different cache entry
+    config = json.loads((tuned / "config.json").read_text())
+    assert config["use_sliding_window"] is True and config["sliding_window"] == 8
+    assert config["layer_types"] == ["sliding_attention"]  # 1 layer, windowed from layer 0
+    assert config["rope_parameters"] == {"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0}
+    assert json.loads((plain / "config.json").read_text())["layer_types"] == ["full_attention"]
+    with pytest.raises(ValueError, match="model.rope_scaling='yarn'"):
+        resolve_model_dir(
+            load_config([f"model.cache_dir={tmp_path}", *TINY, "model.rope_scaling=yarn"]).model
+        )
