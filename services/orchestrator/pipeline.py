@@ -15,8 +15,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from services.orchestrator.metrics import MetricsLog, plot_curves
+from services.orchestrator.resume import finished_manifests, truncate_metrics
 from services.orchestrator.runtime import Runtime
-from services.orchestrator.stages import StageContext, get_stage
+from services.orchestrator.stages import ROLLOUT_STAGES, StageContext, get_stage
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,27 @@ def run_pipeline(cfg) -> dict:
 
     run_dir = Path(cfg.run_dir).resolve()
     (run_dir / "manifests").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    done = finished_manifests(run_dir, list(cfg.pipeline.stages)) if cfg.resume else []
+    if not cfg.resume:
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     splits = load_splits(cfg.task)
     model_dir = str(resolve_model_dir(cfg.model))
+    state = done[-1]["state"] if done else {}
+    if cfg.resume:
+        dropped = truncate_metrics(run_dir / "metrics.jsonl", state.get("metrics_rows", 0))
+        log.info(
+            "resuming %s: %d of %d stages finished (%s); %d metrics rows of the interrupted stage dropped",
+            run_dir,
+            len(done),
+            len(stages),
+            ", ".join(m["stage"] for m in done) or "none",
+            dropped,
+        )
+    remaining = set(list(cfg.pipeline.stages)[len(done) :])
     runtime = Runtime(cfg)
     metrics = MetricsLog(run_dir)
     try:
-        runtime.start(model_dir)
+        runtime.start(state.get("serving_dir", model_dir), workers=bool(ROLLOUT_STAGES & remaining))
         ctx = StageContext(
             cfg=cfg,
             run_dir=run_dir,
@@ -58,8 +73,14 @@ def run_pipeline(cfg) -> dict:
             policy_dir=model_dir,
             policy_version=load_checkpoint_meta(model_dir)["policy_version"],
         )
+        ctx.serving_dir = model_dir
+        restore_state(ctx, state)
+        rm_ckpt = ctx.results.get("reward_model_checkpoint")  # resumed: restart the trained RM service
+        if rm_ckpt and "reward_model" in set(cfg.reward.scorers) - set(runtime.reward_addresses):
+            runtime.start_reward_service("reward_model", [f"reward.reward_model_path={rm_ckpt}"])
         for i, (name, stage) in enumerate(zip(cfg.pipeline.stages, stages)):
-            _run_stage(ctx, i, name, stage)
+            if i >= len(done):
+                _run_stage(ctx, i, name, stage)
             plot_curves(metrics.path, run_dir / "curves.png", _evals(ctx))
     finally:
         metrics.close()
@@ -74,6 +95,29 @@ def run_pipeline(cfg) -> dict:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def stage_state(ctx: StageContext) -> dict:
+    """The pipeline state the stages after this one read."""
+    path = ctx.metrics.path
+    return {
+        "policy_dir": ctx.policy_dir,
+        "serving_dir": ctx.serving_dir,
+        "policy_version": ctx.policy_version,
+        "last_trained": ctx.last_trained,
+        "eval_index": ctx.eval_index,
+        "results": dict(ctx.results),
+        "metrics_rows": len(path.read_text().splitlines()) if path.exists() else 0,
+    }
+
+
+def restore_state(ctx: StageContext, state: dict) -> None:
+    """Put the pipeline back where a finished stage left it (`resume=`)."""
+    if not state:
+        return
+    ctx.policy_dir, ctx.serving_dir = state["policy_dir"], state["serving_dir"]
+    ctx.policy_version, ctx.last_trained = state["policy_version"], state["last_trained"]
+    ctx.eval_index, ctx.results = state["eval_index"], dict(state["results"])
 
 
 def _evals(ctx: StageContext) -> dict[str, float]:
@@ -95,6 +139,7 @@ def _run_stage(ctx: StageContext, index: int, name: str, stage) -> None:
         "outputs": outputs,
         "wall_s": round(time.perf_counter() - t0, 1),
         "config": OmegaConf.to_container(ctx.cfg, resolve=True),
+        "state": stage_state(ctx),  # what `resume=` restores to continue after this stage
     }
     path = ctx.run_dir / "manifests" / f"{index:02d}_{name}.json"
     path.write_text(json.dumps(manifest, indent=2, default=str))

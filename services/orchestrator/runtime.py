@@ -26,13 +26,15 @@ class Runtime:
     _rewards: RewardProcesses = field(default_factory=RewardProcesses)
     _ray_started: bool = False
 
-    def start(self, model_dir: str) -> Runtime:
+    def start(self, model_dir: str, workers: bool = True) -> Runtime:
+        """Bring everything up; `workers=False` skips the rollout workers (no stage samples)."""
         try:
             self._check_given_rewards()  # a given service that does not serve: fail before starting any
             self._start_redis()
             self._start_rewards()
             self._start_ray()
-            self._start_workers(model_dir)
+            if workers:
+                self._start_workers(model_dir)
         except BaseException:
             self.close()
             raise

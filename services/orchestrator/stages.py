@@ -336,7 +336,78 @@ def evaluate(ctx: StageContext) -> dict:
     return result
 
 
-STAGES = {"cold_start_sft": cold_start_sft, "rl": rl, "eval": evaluate, "sft_control": sft_control}
+# The shipped helpfulness/harmlessness preference pairs (tools/make_preferences.py writes them).
+PREFERENCES_DIR = Path(__file__).resolve().parents[2] / "data" / "preferences"
+
+
+def reward_model(ctx: StageContext) -> dict:
+    """Bradley-Terry training of the reward model (MiniLM encoder + scalar head by default) on preference
+    pairs, in a Ray task; reports held-out pairwise accuracy and, when `reward.scorers` lists
+    `reward_model`, starts its service so that later stages score with it."""
+    import ray
+
+    rm = ctx.cfg.reward_model
+    out_dir = ctx.run_dir / "checkpoints" / "reward_model"
+    train = rm.train_path or str(PREFERENCES_DIR / "train.jsonl")
+    heldout = rm.heldout_path or str(PREFERENCES_DIR / "heldout.jsonl")
+    task = ray.remote(num_cpus=1, num_gpus=1 if rm.device == "cuda" else 0)(_train_reward_model)
+    threads = ctx.cfg.learner.num_threads
+    metrics = ray.get(task.remote(OmegaConf.to_container(rm), train, heldout, str(out_dir), threads))
+    for step, line in metrics.pop("log"):
+        ctx.metrics.log("reward_model", step, line)
+    acc = metrics["heldout_accuracy"]
+    ctx.results["reward_model_heldout_accuracy"] = acc
+    ctx.results["reward_model_checkpoint"] = str(out_dir)
+    log.info(
+        "reward model: held-out pairwise accuracy %.3f (helpful %.3f, harmless %.3f; %.3f before training) "
+        "-> %s",
+        acc,
+        metrics["heldout_accuracy_helpful"],
+        metrics["heldout_accuracy_harmless"],
+        metrics["initial_heldout_accuracy"],
+        out_dir,
+    )
+    if "reward_model" in ctx.cfg.reward.scorers and "reward_model" not in ctx.runtime.reward_addresses:
+        address = ctx.runtime.start_reward_service("reward_model", [f"reward.reward_model_path={out_dir}"])
+        log.info("reward model service ready at %s", address)
+    return {"checkpoint": str(out_dir), "train": train, "heldout": heldout, **metrics}
+
+
+def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, threads: int) -> dict:
+    """Runs in a Ray worker process: read the pairs, train, return the metrics and the loss curve."""
+    import torch
+
+    from services.learner.reward_model import default_encoder_dir, train_reward_model
+    from services.tasks.preferences import read_pairs
+
+    torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS=1 in its workers
+    curve: list = []
+    metrics = train_reward_model(
+        rm["base_path"] or default_encoder_dir(),
+        read_pairs(train),
+        read_pairs(heldout),
+        out_dir,
+        steps=rm["steps"],
+        lr=rm["lr"],
+        batch_size=rm["batch_size"],
+        max_length=rm["max_length"],
+        freeze_embeddings=rm["freeze_embeddings"],
+        seed=rm["seed"],
+        device=rm["device"],
+        on_log=lambda step, line: curve.append((step, line)),
+    )
+    return {**metrics, "log": curve}
+
+
+STAGES = {
+    "reward_model": reward_model,
+    "cold_start_sft": cold_start_sft,
+    "rl": rl,
+    "eval": evaluate,
+    "sft_control": sft_control,
+}
+# Stages that sample from the policy; a pipeline without any of them starts no rollout worker.
+ROLLOUT_STAGES = {"cold_start_sft", "rl", "eval", "sft_control"}
 
 
 def get_stage(name: str):

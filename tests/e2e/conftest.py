@@ -42,8 +42,11 @@ def r1forge_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from services.orchestrator.cli import main; sys.exit(main())"]
 
 
-def run_r1forge(overrides: list[str], cwd: Path, timeout_s: float) -> Result:
-    """Run `r1forge *overrides` in `cwd`; on timeout kill its process group and fail naming the run."""
+def start_r1forge(overrides: list[str], cwd: Path, log=None) -> tuple[subprocess.Popen, str]:
+    """Start `r1forge *overrides` in `cwd` in its own process group; return the process and its tag.
+
+    Output goes to pipes (read them with communicate), or to the open file `log` when given.
+    """
     tag = uuid.uuid4().hex
     env = {
         **os.environ,
@@ -56,11 +59,17 @@ def run_r1forge(overrides: list[str], cwd: Path, timeout_s: float) -> Result:
         [*r1forge_command(), *overrides],
         cwd=cwd,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=log or subprocess.PIPE,
+        stderr=log or subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, so a hang can be killed whole
     )
+    return proc, tag
+
+
+def run_r1forge(overrides: list[str], cwd: Path, timeout_s: float) -> Result:
+    """Run `r1forge *overrides` in `cwd`; on timeout kill its process group and fail naming the run."""
+    proc, tag = start_r1forge(overrides, cwd)
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

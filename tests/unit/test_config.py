@@ -139,7 +139,7 @@ def test_wrong_type_fails_naming_the_key():
         (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
         (["+reward.addresses.acuracy=127.0.0.1:50051"], "reward.addresses"),
         (["eval.num_prompts=500", "task.heldout_size=200"], "eval.num_prompts=500"),
-        (["+reward.stage_weights.rl={language:1.0}"], "reward.stage_weights.rl"),
+        (["+reward.stage_weights.rl={vibes:1.0}"], "reward.stage_weights.rl"),
         (["+reward.source_weights.general={reward_model:1.0}"], "reward.source_weights.general"),
         (["reward.scorers=[accuracy,reward_model]"], "reward.reward_model_path"),
         (["reward.rm_device=tpu"], "reward.rm_device"),

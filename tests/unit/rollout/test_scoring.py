@@ -73,7 +73,7 @@ def test_reward_weights_come_from_the_stage_config():
     cfg = load_config(["reward.scorers=[format]", "reward.w_format=0.5"])
     assert reward_weights(cfg.reward) == {"format": 0.5}
     cfg = load_config(["reward.w_accuracy=2.0"])
-    assert reward_weights(cfg.reward) == {"accuracy": 2.0, "format": 0.2}
+    assert reward_weights(cfg.reward) == {"accuracy": 2.0, "format": 0.2, "language": 0.1}
 
 
 def test_weights_come_from_the_source_then_the_stage_then_the_defaults():
@@ -99,4 +99,4 @@ def test_task_weights_win_over_the_config():
     cfg = load_config([]).reward
     task = rollout_pb2.PromptTask(reward_weights={"format": 2.0})
     assert task_weights(task, cfg) == {"format": 2.0}
-    assert task_weights(rollout_pb2.PromptTask(), cfg) == {"accuracy": 1.0, "format": 0.2}
+    assert task_weights(rollout_pb2.PromptTask(), cfg) == {"accuracy": 1.0, "format": 0.2, "language": 0.1}
