@@ -31,7 +31,7 @@ class TaskId(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class PromptTask(_message.Message):
-    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature", "reward_weights")
+    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature", "reward_weights", "top_logprobs")
     class RewardWeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +50,7 @@ class PromptTask(_message.Message):
     STAGE_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     REWARD_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     id: TaskId
     prompt: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -61,7 +62,8 @@ class PromptTask(_message.Message):
     stage: str
     temperature: float
     reward_weights: _containers.ScalarMap[str, float]
-    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ..., reward_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    top_logprobs: int
+    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ..., reward_weights: _Optional[_Mapping[str, float]] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
 
 class RewardComponent(_message.Message):
     __slots__ = ("name", "value", "status", "detail")
@@ -75,8 +77,16 @@ class RewardComponent(_message.Message):
     detail: str
     def __init__(self, name: _Optional[str] = ..., value: _Optional[float] = ..., status: _Optional[_Union[RewardStatus, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
+class TopLogprobs(_message.Message):
+    __slots__ = ("token_ids", "logprobs")
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    logprobs: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ...) -> None: ...
+
 class Completion(_message.Message):
-    __slots__ = ("sample_index", "text", "completion_token_ids", "logprobs", "rewards", "total_reward", "status", "policy_version", "finish_reason")
+    __slots__ = ("sample_index", "text", "completion_token_ids", "logprobs", "rewards", "total_reward", "status", "policy_version", "finish_reason", "top_logprobs")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +96,7 @@ class Completion(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     text: str
     completion_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -95,7 +106,8 @@ class Completion(_message.Message):
     status: RewardStatus
     policy_version: int
     finish_reason: str
-    def __init__(self, sample_index: _Optional[int] = ..., text: _Optional[str] = ..., completion_token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., rewards: _Optional[_Iterable[_Union[RewardComponent, _Mapping]]] = ..., total_reward: _Optional[float] = ..., status: _Optional[_Union[RewardStatus, str]] = ..., policy_version: _Optional[int] = ..., finish_reason: _Optional[str] = ...) -> None: ...
+    top_logprobs: _containers.RepeatedCompositeFieldContainer[TopLogprobs]
+    def __init__(self, sample_index: _Optional[int] = ..., text: _Optional[str] = ..., completion_token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., rewards: _Optional[_Iterable[_Union[RewardComponent, _Mapping]]] = ..., total_reward: _Optional[float] = ..., status: _Optional[_Union[RewardStatus, str]] = ..., policy_version: _Optional[int] = ..., finish_reason: _Optional[str] = ..., top_logprobs: _Optional[_Iterable[_Union[TopLogprobs, _Mapping]]] = ...) -> None: ...
 
 class ScoredGroup(_message.Message):
     __slots__ = ("id", "prompt", "prompt_token_ids", "completions", "policy_version", "worker_id", "generate_s", "score_s", "source", "answer", "stage")

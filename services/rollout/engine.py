@@ -8,7 +8,7 @@ parity check) report top-k log-probs of a fixed sequence. vLLM is the real engin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,7 @@ class SamplingSpec:
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
+    top_logprobs: int = 0  # k most likely tokens' log-probs per generated position (distillation teachers)
 
 
 @dataclass
@@ -29,6 +30,9 @@ class SampledCompletion:
     logprobs: list[float]  # behaviour log-prob of each generated token, same length
     text: str
     finish_reason: str  # "stop" or "length"
+    # With spec.top_logprobs = k: per generated position, the k most likely token ids -> log-probs of the
+    # sampling distribution (after temperature), most likely first. Empty otherwise.
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
 
 
 class RolloutEngine(Protocol):

@@ -51,12 +51,19 @@ class HfEngine:
         new = out.sequences[:, len(prompt) :]  # [G, T]
         scores = torch.stack(out.scores, dim=1).float().log_softmax(-1)  # [G, T, V] processed scores
         token_lp = scores.gather(-1, new.unsqueeze(-1)).squeeze(-1)  # [G, T]
+        k = spec.top_logprobs
+        top = scores.topk(k, dim=-1) if k else None  # values/indices [G, T, k]
         group = []
-        for row, lps in zip(new.tolist(), token_lp.tolist()):
+        for g, (row, lps) in enumerate(zip(new.tolist(), token_lp.tolist())):
             n = row.index(self.eos_id) + 1 if self.eos_id in row else len(row)
             reason = "stop" if self.eos_id in row[:n] else "length"
             text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            group.append(SampledCompletion(row[:n], lps[:n], text, reason))
+            tops = (
+                [dict(zip(i, v)) for i, v in zip(top.indices[g, :n].tolist(), top.values[g, :n].tolist())]
+                if k
+                else []
+            )
+            group.append(SampledCompletion(row[:n], lps[:n], text, reason, tops))
         return group
 
     def load_weights(self, weights: dict) -> None:

@@ -106,7 +106,7 @@ class VllmEngine:
             temperature=spec.temperature,
             top_p=spec.top_p,
             max_tokens=spec.max_new_tokens,
-            logprobs=0,
+            logprobs=spec.top_logprobs,  # 0: the sampled token's only
             skip_special_tokens=True,
         )
         outputs = self.llm.generate(
@@ -119,7 +119,12 @@ class VllmEngine:
                 ids = list(c.token_ids)
                 lps = [c.logprobs[i][tok].logprob for i, tok in enumerate(ids)]
                 reason = "length" if c.finish_reason == "length" else "stop"
-                group.append(SampledCompletion(ids, lps, c.text, reason))
+                top = (
+                    [_top_k(c.logprobs[i], spec.top_logprobs) for i in range(len(ids))]
+                    if spec.top_logprobs
+                    else []
+                )
+                group.append(SampledCompletion(ids, lps, c.text, reason, top))
             groups.append(group)
         return groups
 
@@ -139,3 +144,9 @@ class VllmEngine:
 
     def close(self) -> None:
         del self.llm
+
+
+def _top_k(position: dict, k: int) -> dict[int, float]:
+    """vLLM reports the top k plus the sampled token at each position: keep the k best, best first."""
+    best = sorted(position.items(), key=lambda item: item[1].rank)[:k]
+    return {token_id: lp.logprob for token_id, lp in best}

@@ -117,17 +117,19 @@ class RolloutWorker:
     def sample_and_score(self, tasks: list[rollout_pb2.PromptTask]) -> list[rollout_pb2.ScoredGroup]:
         """Sample a group per task with the current weights and score every completion."""
         t0 = time.perf_counter()
-        by_size: dict[int, list[int]] = {}
+        # One generate call per distinct sampling spec (tasks of one stage share theirs).
+        by_spec: dict[SamplingSpec, list[int]] = {}
         for i, task in enumerate(tasks):
-            by_size.setdefault(task.group_size or self.cfg.group_size, []).append(i)
-        samples: list = [None] * len(tasks)
-        for n, idx in by_size.items():
             spec = SamplingSpec(
-                n=n,
+                n=task.group_size or self.cfg.group_size,
                 max_new_tokens=self.cfg.max_new_tokens,
-                temperature=self._temperature(tasks[idx[0]]),
+                temperature=self._temperature(task),
                 top_p=self.cfg.top_p,
+                top_logprobs=task.top_logprobs,
             )
+            by_spec.setdefault(spec, []).append(i)
+        samples: list = [None] * len(tasks)
+        for spec, idx in by_spec.items():
             for i, group in zip(
                 idx, self.engine.generate([list(tasks[i].prompt_token_ids) for i in idx], spec)
             ):
@@ -172,6 +174,10 @@ class RolloutWorker:
                 logprobs=c.logprobs,
                 policy_version=self.policy_version,
                 finish_reason=c.finish_reason,
+                top_logprobs=[
+                    rollout_pb2.TopLogprobs(token_ids=list(top), logprobs=list(top.values()))
+                    for top in c.top_logprobs
+                ],
             )
             apply_scores(comp, {name: results[name][i] for name in results}, weights)
         out.score_s = time.perf_counter() - t0

@@ -130,6 +130,29 @@ def test_hf_engine_prompt_logprobs_and_weight_loading(hf_engine, policy):
         hf_engine.load_weights({"not.a.weight": torch.zeros(1)})
 
 
+@pytest.mark.parametrize("engine_name", ["vllm", "hf"])
+def test_top_logprobs_are_the_teachers_k_best_tokens(vllm_engine, hf_engine, policy, engine_name):
+    """Distillation soft targets: per generated position, the k most likely tokens of the sampling
+    distribution with their log-probs, best first, equal to a plain transformers forward."""
+    _, _, tokenizer, model = policy
+    engine = vllm_engine if engine_name == "vllm" else hf_engine
+    prompt = tokenizer(PROMPTS[0])["input_ids"]
+    k = 3
+    (group,) = engine.generate([prompt], SamplingSpec(n=2, max_new_tokens=MAX_NEW_TOKENS, top_logprobs=k))
+    for c in group:
+        assert len(c.top_logprobs) == len(c.token_ids)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + c.token_ids])).logits[0].float()  # [P + L, V]
+        lp = logits.log_softmax(-1)  # [P + L, V]
+        for pos, top in enumerate(c.top_logprobs):
+            expected = lp[len(prompt) - 1 + pos].topk(k)  # the k best at the position predicting token pos
+            assert list(top) == expected.indices.tolist()
+            assert list(top.values()) == pytest.approx(expected.values.tolist(), abs=LOGPROB_ATOL)
+    # Without the request nothing extra is computed or returned.
+    (plain,) = engine.generate([prompt], SamplingSpec(n=1, max_new_tokens=MAX_NEW_TOKENS))
+    assert plain[0].top_logprobs == []
+
+
 def test_make_engine_rejects_unknown_name(policy):
     cfg, model_dir, _, _ = policy
     with pytest.raises(ValueError, match=r"rollout.engine='nope'.*\['vllm', 'hf'\]"):
