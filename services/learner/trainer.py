@@ -27,6 +27,7 @@ from safetensors.torch import save as safetensors_save
 
 from services.learner.batch import GRPOBatch
 from services.learner.checkpoint import load_checkpoint_meta, load_optimizer_state, save_checkpoint
+from services.learner.distill import DistillBatch, distill_loss
 from services.learner.grpo import LOSS_AGG_MODES, grpo_loss
 from services.learner.logprobs import token_logprobs
 from services.learner.sft import SFTBatch, packing_is_exact
@@ -216,6 +217,40 @@ class GRPOTrainer:
             "tokens": float(batch.num_tokens),
             "examples": float(batch.num_examples),
             "truncated": float(batch.num_truncated),
+            "grad_norm": grad_norm,
+            "lr": self.lr,
+            "policy_version": float(self.policy_version),
+        }
+
+    def distill_step(self, batch: DistillBatch, beta: float) -> dict[str, float]:
+        """One distillation optimizer step: beta * CE + (1 - beta) * KL(teacher || student) over the
+        teacher's top-k, token mean over the whole batch (`services.learner.distill`)."""
+        normaliser = max(1, batch.num_tokens)
+        sums: dict[str, float] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        for mb in batch.micro_batches(self.cfg.micro_batch_size):
+            logits = self.model(
+                input_ids=mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device)
+            ).logits  # [b, t, V]
+            loss, m = distill_loss(
+                logits,
+                mb.target_ids.to(self.device),
+                mb.topk_ids.to(self.device),
+                mb.topk_logprobs.to(self.device),
+                mb.loss_mask.to(self.device),
+                beta,
+                normaliser=normaliser,
+            )
+            loss.backward()
+            for key in ("loss", "ce", "kl", "teacher_top1_agreement"):
+                sums[key] = sums.get(key, 0.0) + m[key] * m["tokens"]
+            sums["tokens"] = sums.get("tokens", 0.0) + m["tokens"]
+        grad_norm = self._optimizer_step()
+        tokens = max(1.0, sums.pop("tokens", 0.0))
+        return {
+            **{k: v / tokens for k, v in sums.items()},
+            "tokens": tokens,
+            "examples": float(batch.num_examples),
             "grad_norm": grad_norm,
             "lr": self.lr,
             "policy_version": float(self.policy_version),

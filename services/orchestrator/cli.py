@@ -5,6 +5,7 @@ r1forge rollout.group_size=64 learner.kl_coef=0 rollout.engine=hf
 r1forge launcher.ray_address=auto redis.url=redis://redis:6379/0
 r1forge resume=runs/20261123-101500             # continue a stopped run at its first unfinished stage
 r1forge score rows.jsonl scored.jsonl [overrides]   # reward components per row (score_cmd.py)
+r1forge report runs/r1 runs/r1_zero --out report    # side-by-side markdown + PNG (report.py)
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "score":
-        from services.orchestrator.score_cmd import main as score_main
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in ("score", "report"):
+        from services.orchestrator import report, score_cmd
 
+        sub = {"score": score_cmd.main, "report": report.main}[command]
         try:
-            sys.exit(score_main(sys.argv[2:]))
+            sys.exit(sub(sys.argv[2:]))
         except USER_ERRORS as e:
-            print(f"r1forge score: error: {e}", file=sys.stderr, flush=True)
+            print(f"r1forge {command}: error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
     sys.exit(_main())

@@ -22,10 +22,12 @@ class TaskFeeder:
         language: str,
         seed: int,
         reward_weights: dict[str, float] | None = None,
+        source: str = "addition",
     ) -> None:
         if not problems:
             raise ValueError(f"stage {stage!r} has no prompts to issue")
         self.problems, self.tokenizer, self.reward_weights = problems, tokenizer, reward_weights
+        self.source = source
         self.run_id, self.stage, self.language, self.seed = run_id, stage, language, seed
         self.epoch, self._order, self._pos = 0, self._shuffled(0), 0
 
@@ -54,6 +56,7 @@ class TaskFeeder:
                     self.language,
                     temperature,
                     self.reward_weights,
+                    self.source,
                 )
             )
             self._pos += 1
@@ -71,6 +74,8 @@ def make_task(
     language: str,
     temperature: float | None = None,
     reward_weights: dict[str, float] | None = None,
+    source: str = "addition",
+    top_logprobs: int = 0,
 ) -> rollout_pb2.PromptTask:
     prompt = render_chat_prompt(tokenizer, problem.question)
     task = rollout_pb2.PromptTask(
@@ -79,11 +84,12 @@ def make_task(
         prompt_token_ids=tokenizer(prompt, add_special_tokens=False)["input_ids"],
         answer=problem.answer,
         language=language,
-        source="addition",
+        source=source,
         group_size=group_size,
         min_policy_version=min_policy_version,
         stage=stage,
         reward_weights=reward_weights or {},
+        top_logprobs=top_logprobs,
     )
     if temperature is not None:
         task.temperature = temperature

@@ -22,6 +22,13 @@ CURVES = [
     ("rl", "clip_frac", "clip fraction"),
     ("rl", "response_len", "response length (tokens)"),
     ("rl", "moe_balance_coef", "MoE load balance (1 = even)"),
+    ("rl", "language_mixing_rate", "RL language mixing rate"),
+    ("reward_model", "loss", "reward model Bradley-Terry loss"),
+    ("sft", "loss", "SFT (rejection-sampled data) loss"),
+    ("rl_general", "addition/reward_accuracy", "RL stage 2: reasoning accuracy"),
+    ("rl_general", "general/reward_reward_model", "RL stage 2: reward model (general prompts)"),
+    ("distill", "kl", "distillation KL(teacher || student)"),
+    ("distill", "ce", "distillation CE"),
 ]
 
 

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 from services.orchestrator.metrics import MetricsLog, plot_curves
 from services.orchestrator.resume import finished_manifests, truncate_metrics
 from services.orchestrator.runtime import Runtime
-from services.orchestrator.stages import ROLLOUT_STAGES, StageContext, get_stage
+from services.orchestrator.stage_registry import ROLLOUT_STAGES, get_stage
+from services.orchestrator.stages import StageContext
 
 log = logging.getLogger(__name__)
 

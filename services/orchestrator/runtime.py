@@ -25,6 +25,7 @@ class Runtime:
     _redis: object = None
     _rewards: RewardProcesses = field(default_factory=RewardProcesses)
     _ray_started: bool = False
+    _generation: int = 0  # bumped by restart_workers, so new actors never collide with dying ones' names
 
     def start(self, model_dir: str, workers: bool = True) -> Runtime:
         """Bring everything up; `workers=False` skips the rollout workers (no stage samples)."""
@@ -115,7 +116,7 @@ class Runtime:
             max_restarts=3,  # a restart re-runs __init__ (initial weights); the driver re-syncs weights
         )(RolloutWorker)
         self.workers = [
-            actor_cls.options(name=f"rollout-{i}").remote(
+            actor_cls.options(name=f"rollout-{i}-g{self._generation}").remote(
                 f"rollout-{i}",
                 model_dir,
                 rc,
@@ -133,6 +134,16 @@ class Runtime:
                 f"rollout workers did not start within {self.cfg.launcher.start_timeout_s:.0f}s "
                 f"(engine={rc.engine}, device={rc.device}); see the worker log above"
             ) from e
+
+    def restart_workers(self, model_dir: str) -> None:
+        """Replace every rollout worker with one serving `model_dir` (a policy of another architecture,
+        e.g. a distilled student: weight sync cannot change a model's shape)."""
+        import ray
+
+        for w in self.workers:
+            ray.kill(w)
+        self.workers, self._generation = [], self._generation + 1
+        self._start_workers(model_dir)
 
     def close(self) -> None:
         import ray

@@ -26,6 +26,9 @@ from services.rollout.scoring import reward_weights
 from services.rollout.worker import GROUP_READERS, groups_stream_for
 
 log = logging.getLogger(__name__)
+# The shipped helpfulness/harmlessness preference pairs (tools/make_preferences.py writes them); their
+# prompts are the general prompts of RL stage 2, their chosen answers the general SFT rows.
+PREFERENCES_DIR = Path(__file__).resolve().parents[2] / "data" / "preferences"
 
 
 @dataclass
@@ -39,6 +42,7 @@ class StageContext:
     tokenizer: object
     policy_dir: str
     policy_version: int = 0
+    serving_dir: str = ""  # checkpoint the rollout workers hold (differs from policy_dir after sft_control)
     last_trained: str = "base"  # label of the policy the next eval measures
     results: dict = field(default_factory=dict)
     eval_index: int = 0
@@ -58,7 +62,8 @@ class StageContext:
         return q
 
 
-def _learner_actor(ctx: StageContext, with_redis: bool):
+def _learner_actor(ctx: StageContext, with_redis: bool, groups_stage: str = "rl"):
+    """A learner actor on the current policy; with Redis it consumes the groups of `groups_stage`."""
     import ray
 
     from services.learner.service import LearnerService
@@ -68,7 +73,8 @@ def _learner_actor(ctx: StageContext, with_redis: bool):
     if not with_redis:
         return actor.remote(ctx.policy_dir, lc)
     rc = OmegaConf.to_object(ctx.cfg.redis)
-    return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, rc.groups_stream)
+    stream = groups_stream_for(rc.groups_stream, groups_stage)
+    return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream)
 
 
 def sync_weights(ctx: StageContext, learner) -> int:
@@ -136,7 +142,7 @@ def cold_start_sft(ctx: StageContext) -> dict:
     ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "cold_start_sft")))
     sync_weights(ctx, learner)
     ray.kill(learner)
-    ctx.policy_dir, ctx.last_trained = ckpt, "sft"
+    ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, "sft"
     ctx.results["sft_checkpoint"] = ckpt
     log.info(
         "cold-start SFT: %d steps on %d examples, final loss %.4f -> %s",
@@ -186,27 +192,70 @@ def sft_control(ctx: StageContext) -> dict:
     sync_weights(ctx, learner)
     ray.kill(learner)
     # The rollout workers now hold the control policy for the eval that follows; the run's policy stays RL's.
-    ctx.policy_dir, ctx.last_trained = rl_dir, "sft_control"
+    ctx.policy_dir, ctx.serving_dir, ctx.last_trained = rl_dir, ckpt, "sft_control"
     return {"checkpoint": ckpt, **out}
 
 
 def rl(ctx: StageContext) -> dict:
+    """GRPO (R1 stage 2; R1-Zero's only stage): reasoning prompts, rule rewards."""
+    feeder = _feeder(ctx, "rl", ctx.splits["train"], "addition")
+    return grpo_stage(ctx, "rl", [(feeder, 1.0)])
+
+
+def rl_general(ctx: StageContext) -> dict:
+    """R1 stage 5: GRPO on a mix of reasoning prompts (rule rewards) and general prompts (judged by the
+    reward model, `reward.source_weights.general`), with per-source metrics (`general/reward`, ...)."""
+    from services.tasks.general import general_prompts
+
+    share = ctx.cfg.rl_general.general_fraction
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"rl_general.general_fraction={share}: must be strictly between 0 and 1")
+    general = general_prompts(PREFERENCES_DIR / "train.jsonl", ctx.cfg.rl_general.num_prompts)
+    feeders = [
+        (_feeder(ctx, "rl_general", ctx.splits["train"], "addition"), 1.0 - share),
+        (_feeder(ctx, "rl_general", general, "general"), share),
+    ]
+    return grpo_stage(ctx, "rl_general", feeders)
+
+
+def _feeder(ctx: StageContext, stage: str, problems: list, source: str) -> TaskFeeder:
+    weights = _running_weights(ctx, stage, source)
+    return TaskFeeder(
+        problems,
+        ctx.tokenizer,
+        ctx.run_id,
+        stage,
+        ctx.cfg.task.language,
+        ctx.cfg.learner.seed,
+        weights,
+        source,
+    )
+
+
+def _split(n: int, shares: list[float]) -> list[int]:
+    """n prompts per step divided in proportion to shares (largest remainders): 8 by [.75, .25] = [6, 2]."""
+    raw = [n * s / sum(shares) for s in shares]
+    counts = [int(x) for x in raw]
+    for i in sorted(range(len(raw)), key=lambda i: raw[i] - counts[i], reverse=True)[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, float]]) -> dict:
     """GRPO: prompts -> rollout workers -> reward services -> learner, weights back every step."""
     import ray
 
     cfg, lc = ctx.cfg, ctx.cfg.learner
     n, steps, overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
-    learner = _learner_actor(ctx, with_redis=True)
+    learner = _learner_actor(ctx, with_redis=True, groups_stage=stage)
     prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
-    weights = _running_weights(ctx, "rl", "addition")
-    feeder = TaskFeeder(
-        ctx.splits["train"], ctx.tokenizer, ctx.run_id, "rl", cfg.task.language, lc.seed, weights
-    )
+    counts = _split(n, [share for _, share in feeders])
     timeout = cfg.launcher.start_timeout_s + 60 * n
 
     def issue() -> None:
-        for task in feeder.next_tasks(n, cfg.rollout.group_size, ctx.policy_version):
-            prompts.add(task)
+        for (feeder, _), count in zip(feeders, counts):
+            for task in feeder.next_tasks(count, cfg.rollout.group_size, ctx.policy_version):
+                prompts.add(task)
 
     def drive() -> None:
         drive_rollouts(ctx, prompts, timeout, chunk=n)
@@ -215,7 +264,7 @@ def rl(ctx: StageContext) -> dict:
     issue()
     drive()
     pool = ThreadPoolExecutor(max_workers=1)
-    bar = tqdm(total=steps, desc="GRPO", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=steps, desc="GRPO" if stage == "rl" else stage, unit="step", dynamic_ncols=True)
     t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
     for step in range(1, steps + 1):
         background = None
@@ -228,22 +277,22 @@ def rl(ctx: StageContext) -> dict:
         sync_weights(ctx, learner)
         m["groups_per_s"] = n / (time.perf_counter() - t_prev)
         t_prev = time.perf_counter()
-        ctx.metrics.log("rl", step, m)
+        ctx.metrics.log(stage, step, m)
         bar.update(1)
-        tqdm.write(_step_line(step, steps, m))
+        tqdm.write(_step_line(stage, step, steps, m))
         if step % lc.checkpoint_every == 0 and step < steps:
-            ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / f"rl-step{step:05d}")))
+            ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / f"{stage}-step{step:05d}")))
         if not overlap and step < steps:
             issue()
             drive()
     bar.close()
     pool.shutdown()
-    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "rl")))
+    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / stage)))
     trained = ray.get(learner.trained_group_ids.remote())
     ray.kill(learner)
-    ctx.policy_dir, ctx.last_trained = ckpt, "rl"
-    ctx.results["rl_steps"] = steps
-    ctx.results["rl_wall_s"] = round(time.perf_counter() - t_stage, 1)
+    ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, stage
+    ctx.results[f"{stage}_steps"] = steps
+    ctx.results[f"{stage}_wall_s"] = round(time.perf_counter() - t_stage, 1)
     return {
         "checkpoint": ckpt,
         "steps": steps,
@@ -264,57 +313,76 @@ def _running_weights(ctx: StageContext, stage: str, source: str, strict: bool = 
     return {name: w for name, w in weights.items() if name not in down}
 
 
-def _step_line(step: int, steps: int, m: dict) -> str:
+def _step_line(stage: str, step: int, steps: int, m: dict) -> str:
     def f(key: str, fmt: str = ".3f") -> str:
         return format(m[key], fmt) if key in m else "-"
 
     return (
-        f"rl step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
+        f"{stage} step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
         f"acc {f('reward_accuracy')} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
         f"| len {f('response_len', '.1f')} | {f('groups_per_s', '.2f')} groups/s "
         f"| trained {m.get('groups_trained')} dropped(zero-var) {m.get('dropped_zero_variance', 0)}"
     )
 
 
-def evaluate(ctx: StageContext) -> dict:
-    """Held-out pass@1 over k samples, maj@k, format rate and response length of the current policy."""
-    import json
-
-    cfg, ec = ctx.cfg, ctx.cfg.eval
-    label = ctx.last_trained
-    problems = ctx.splits["heldout"][: ec.num_prompts]
-    k = 1 if ec.temperature == 0 else ec.num_samples
-    ctx.eval_index += 1
-    stream = groups_stream_for(cfg.redis.groups_stream, "eval")
+def sample_groups(
+    ctx: StageContext,
+    stage: str,
+    problems: list,
+    group_size: int,
+    temperature: float,
+    weights: dict[str, float],
+    source: str = "addition",
+    top_logprobs: int = 0,
+    desc: str | None = None,
+) -> list[rollout_pb2.ScoredGroup]:
+    """One scored group per problem from the current policy, through the prompts and groups streams."""
+    cfg = ctx.cfg
+    ctx.eval_index += 1  # the task epoch: the same prompt sampled again by a later stage is a new task
+    stream = groups_stream_for(cfg.redis.groups_stream, stage)
     prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
     out = ctx.queue(stream, GROUP_READERS, rollout_pb2.ScoredGroup)
-    # Eval scores with the stage's weights, or every running scorer (it reads components, not the total).
-    weights = _running_weights(ctx, "eval", "addition", strict=False)
     for p in problems:
         prompts.add(
             make_task(
                 p,
                 ctx.tokenizer,
                 ctx.run_id,
-                "eval",
+                stage,
                 ctx.eval_index,
-                k,
+                group_size,
                 ctx.policy_version,
                 cfg.task.language,
-                ec.temperature,
+                temperature,
                 weights,
+                source,
+                top_logprobs,
             )
         )
-    bar = tqdm(total=len(problems), desc=f"eval ({label})", unit="prompt", dynamic_ncols=True)
+    bar = tqdm(total=len(problems), desc=desc or stage, unit="prompt", dynamic_ncols=True)
     drive_rollouts(ctx, prompts, cfg.launcher.start_timeout_s + 10 * len(problems), chunk=32, progress=bar)
     bar.close()
-    groups = []
+    groups: list[rollout_pb2.ScoredGroup] = []
     while len(groups) < len(problems):
         got = out.read("orchestrator", len(problems) - len(groups), 1.0)
         if not got:
-            raise RuntimeError(f"eval: {len(problems) - len(groups)} groups missing from {stream!r}")
+            raise RuntimeError(f"{stage}: {len(problems) - len(groups)} groups missing from {stream!r}")
         groups += [d.message for d in got]
         out.ack([d.entry_id for d in got])
+    return groups
+
+
+def evaluate(ctx: StageContext) -> dict:
+    """Held-out pass@1 over k samples, maj@k, format and language-mixing rates and response length."""
+    import json
+
+    ec = ctx.cfg.eval
+    label = ctx.last_trained
+    problems = ctx.splits["heldout"][: ec.num_prompts]
+    k = 1 if ec.temperature == 0 else ec.num_samples
+    # Eval scores with the stage's weights, or every running scorer (it reads components, not the total).
+    weights = _running_weights(ctx, "eval", "addition", strict=False)
+    groups = sample_groups(ctx, "eval", problems, k, ec.temperature, weights, desc=f"eval ({label})")
     result = {
         "label": label,
         "policy_version": ctx.policy_version,
@@ -325,92 +393,13 @@ def evaluate(ctx: StageContext) -> dict:
     ctx.results[f"{label}_pass1"] = result["pass1"]
     ctx.metrics.log("eval", ctx.eval_index, {f"{label}_{k_}": v for k_, v in result.items() if k_ != "label"})
     log.info(
-        "eval %s: pass@1 %.3f | maj@%d %.3f | format %.3f | len %.1f",
+        "eval %s: pass@1 %.3f | maj@%d %.3f | format %.3f | language mixing %s | len %.1f",
         label,
         result["pass1"],
         k,
         result[f"maj@{k}"],
         result["format_rate"],
+        f"{result['language_mixing_rate']:.3f}" if "language_mixing_rate" in result else "-",
         result["response_len"],
     )
     return result
-
-
-# The shipped helpfulness/harmlessness preference pairs (tools/make_preferences.py writes them).
-PREFERENCES_DIR = Path(__file__).resolve().parents[2] / "data" / "preferences"
-
-
-def reward_model(ctx: StageContext) -> dict:
-    """Bradley-Terry training of the reward model (MiniLM encoder + scalar head by default) on preference
-    pairs, in a Ray task; reports held-out pairwise accuracy and, when `reward.scorers` lists
-    `reward_model`, starts its service so that later stages score with it."""
-    import ray
-
-    rm = ctx.cfg.reward_model
-    out_dir = ctx.run_dir / "checkpoints" / "reward_model"
-    train = rm.train_path or str(PREFERENCES_DIR / "train.jsonl")
-    heldout = rm.heldout_path or str(PREFERENCES_DIR / "heldout.jsonl")
-    task = ray.remote(num_cpus=1, num_gpus=1 if rm.device == "cuda" else 0)(_train_reward_model)
-    threads = ctx.cfg.learner.num_threads
-    metrics = ray.get(task.remote(OmegaConf.to_container(rm), train, heldout, str(out_dir), threads))
-    for step, line in metrics.pop("log"):
-        ctx.metrics.log("reward_model", step, line)
-    acc = metrics["heldout_accuracy"]
-    ctx.results["reward_model_heldout_accuracy"] = acc
-    ctx.results["reward_model_checkpoint"] = str(out_dir)
-    log.info(
-        "reward model: held-out pairwise accuracy %.3f (helpful %.3f, harmless %.3f; %.3f before training) "
-        "-> %s",
-        acc,
-        metrics["heldout_accuracy_helpful"],
-        metrics["heldout_accuracy_harmless"],
-        metrics["initial_heldout_accuracy"],
-        out_dir,
-    )
-    if "reward_model" in ctx.cfg.reward.scorers and "reward_model" not in ctx.runtime.reward_addresses:
-        address = ctx.runtime.start_reward_service("reward_model", [f"reward.reward_model_path={out_dir}"])
-        log.info("reward model service ready at %s", address)
-    return {"checkpoint": str(out_dir), "train": train, "heldout": heldout, **metrics}
-
-
-def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, threads: int) -> dict:
-    """Runs in a Ray worker process: read the pairs, train, return the metrics and the loss curve."""
-    import torch
-
-    from services.learner.reward_model import default_encoder_dir, train_reward_model
-    from services.tasks.preferences import read_pairs
-
-    torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS=1 in its workers
-    curve: list = []
-    metrics = train_reward_model(
-        rm["base_path"] or default_encoder_dir(),
-        read_pairs(train),
-        read_pairs(heldout),
-        out_dir,
-        steps=rm["steps"],
-        lr=rm["lr"],
-        batch_size=rm["batch_size"],
-        max_length=rm["max_length"],
-        freeze_embeddings=rm["freeze_embeddings"],
-        seed=rm["seed"],
-        device=rm["device"],
-        on_log=lambda step, line: curve.append((step, line)),
-    )
-    return {**metrics, "log": curve}
-
-
-STAGES = {
-    "reward_model": reward_model,
-    "cold_start_sft": cold_start_sft,
-    "rl": rl,
-    "eval": evaluate,
-    "sft_control": sft_control,
-}
-# Stages that sample from the policy; a pipeline without any of them starts no rollout worker.
-ROLLOUT_STAGES = {"cold_start_sft", "rl", "eval", "sft_control"}
-
-
-def get_stage(name: str):
-    if name not in STAGES:
-        raise ValueError(f"pipeline stage {name!r} is unknown; choose from {sorted(STAGES)}")
-    return STAGES[name]

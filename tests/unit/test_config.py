@@ -64,7 +64,8 @@ def test_every_group_option_composes_and_passes_check(option):
 
 @pytest.mark.parametrize("option", [o for o in _group_options() if o.lstrip("+").startswith("pipeline=")])
 def test_every_pipeline_lists_only_known_stages(option):
-    from services.orchestrator.stages import STAGES, get_stage  # light: no torch, ray or vllm at import
+    # Light: no torch, ray or vllm at import.
+    from services.orchestrator.stage_registry import STAGES, get_stage
 
     stages = list(load_config([option]).pipeline.stages)
     assert stages, f"{option} runs no stage"
@@ -74,7 +75,7 @@ def test_every_pipeline_lists_only_known_stages(option):
 
 
 def test_unknown_stage_fails_naming_it():
-    from services.orchestrator.stages import get_stage
+    from services.orchestrator.stage_registry import get_stage
 
     with pytest.raises(ValueError, match="'grpo_typo'"):
         get_stage("grpo_typo")

@@ -1,0 +1,33 @@
+"""General (non-reasoning) prompts: the user requests of the shipped preference pairs.
+
+R1's second RL stage mixes reasoning prompts, judged by rules, with general prompts, judged by a
+reward model for helpfulness and harmlessness. The general prompts here are the distinct requests of
+the preference training pairs (`services.tasks.preferences`); they have no reference answer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from services.tasks.preferences import read_pairs
+
+
+@dataclass(frozen=True)
+class GeneralPrompt:
+    """A prompt without a verifiable answer, shaped like `arithmetic.Problem` for the task feeder."""
+
+    prompt_id: str
+    question: str
+    answer: str = ""
+
+
+def general_prompts(path: str | os.PathLike[str], limit: int | None = None) -> list[GeneralPrompt]:
+    """The distinct prompts of a preference-pairs file, in file order, at most `limit`."""
+    seen: dict[str, None] = {}
+    for row in read_pairs(path):
+        seen.setdefault(row["prompt"], None)
+    prompts = [GeneralPrompt(f"general-{i:05d}", text) for i, text in enumerate(seen)]
+    if not prompts:
+        raise ValueError(f"{path}: no general prompts")
+    return prompts[:limit] if limit else prompts
