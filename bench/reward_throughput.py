@@ -1,8 +1,11 @@
 """Reward throughput: completions scored per second by each scorer, in process and over gRPC, in one run.
 
     python bench/reward_throughput.py [overrides...]     # e.g. reward.verify_workers=4
+    python bench/reward_throughput.py reward.scorers=[accuracy,format,language,reward_model] \
+        reward.reward_model_path=runs/<run>/checkpoints/reward_model
 
-Scores the same batches of realistic completions (the task's worked solutions, half of them with a
+Every scorer in `reward.scorers` is measured (by default accuracy, format, language; the reward model
+needs a trained checkpoint). Scores the same batches of realistic completions (the task's worked solutions, half of them with a
 wrong answer) with each scorer called directly, then through a real gRPC server on 127.0.0.1 with the
 RewardClient the rollout workers use. Prints a table with the ratio and writes JSON.
 """

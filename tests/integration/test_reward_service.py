@@ -222,3 +222,26 @@ def _unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_language_service_scores_code_switched_reasoning(tmp_path: Path) -> None:
+    """`python -m services.reward --scorer language` with the run's language list passed as a Hydra list."""
+    proc, address = start_service(tmp_path, "--scorer", "language", "--port", "0", "reward.languages=[en,zh]")
+    try:
+        wait_healthy(address, timeout_s=30.0)
+        # Target zh: 首先我们计算 (6 characters) + 结果是 (3) are Chinese, "the sum" (2 words) is not: 9/11.
+        mixed = "<think>首先我们计算 the sum 结果是 7</think><answer>7</answer>"
+        english = "<think>add the units, then carry the one</think><answer>7</answer>"
+        batch = [
+            ScoreInput(0, "3加4等于多少?", mixed, "7", "zh"),
+            ScoreInput(1, "What is 3+4?", english, "7", ""),
+        ]
+        with RewardClient(address, cfg(timeout_s=30.0)) as client:
+            zh, en = client.score(batch)
+        assert zh.status is ScoreStatus.OK and zh.value == pytest.approx(9 / 11)
+        assert "2/11 words not zh" in zh.detail
+        # No target given: the prompt's own language (English) is the target, and every word is English.
+        assert (en.status, en.value) == (ScoreStatus.OK, 1.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30.0)
