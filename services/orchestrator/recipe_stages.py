@@ -66,12 +66,19 @@ def reward_model(ctx: StageContext) -> dict:
 def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, threads: int) -> dict:
     """Runs in a Ray worker process: read the pairs, train, return the metrics and the loss curve."""
     import torch
+    from tqdm.auto import tqdm
 
     from services.learner.reward_model import default_encoder_dir, train_reward_model
     from services.tasks.preferences import read_pairs
 
     torch.set_num_threads(threads)  # Ray sets OMP_NUM_THREADS=1 in its workers
     curve: list = []
+    bar = tqdm(total=rm["steps"], desc="reward model", unit="step", dynamic_ncols=True)  # Ray forwards it
+
+    def on_log(step: int, line: dict) -> None:
+        curve.append((step, line))
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{line['loss']:.3f}", acc=f"{line['train_accuracy']:.2f}")
     metrics = train_reward_model(
         rm["base_path"] or default_encoder_dir(),
         read_pairs(train),
@@ -84,8 +91,9 @@ def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, thread
         freeze_embeddings=rm["freeze_embeddings"],
         seed=rm["seed"],
         device=rm["device"],
-        on_log=lambda step, line: curve.append((step, line)),
+        on_log=on_log,
     )
+    bar.close()
     return {**metrics, "log": curve}
 
 

@@ -65,6 +65,12 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]])
 
 def read_sft_jsonl(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Read and validate an SFT JSONL file; blank lines are skipped, anything else must be a full row."""
+    return read_jsonl(path, check_sft_row)
+
+
+def read_jsonl(path: str | os.PathLike[str], check: Callable[[Any, str], dict]) -> list[dict]:
+    """Rows of a JSONL file, each passed through `check(row, "file:line")`; blank lines are skipped.
+    A line that is not JSON, or that `check` rejects, fails with a ValueError naming file and line."""
     rows = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
@@ -75,7 +81,7 @@ def read_sft_jsonl(path: str | os.PathLike[str]) -> list[dict[str, str]]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            rows.append(check_sft_row(obj, where))
+            rows.append(check(obj, where))
     return rows
 
 

@@ -21,13 +21,12 @@ never decided to.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from services.tasks.datasets import write_jsonl
+from services.tasks.datasets import read_jsonl, write_jsonl
 
 SOFT_TARGET_FIELDS = (
     "prompt_id", "prompt", "completion", "prompt_token_ids", "completion_token_ids",
@@ -124,18 +123,7 @@ def write_soft_targets(path: str | os.PathLike[str], rows: Iterable[Mapping[str,
 
 def read_soft_targets(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read and validate a soft-target JSONL file; blank lines are skipped, anything else must be a row."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            rows.append(check_soft_target_row(obj, where))
-    return rows
+    return read_jsonl(path, check_soft_target_row)
 
 
 def distill_examples(
