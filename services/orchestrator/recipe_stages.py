@@ -89,6 +89,7 @@ def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, thread
         batch_size=rm["batch_size"],
         max_length=rm["max_length"],
         freeze_embeddings=rm["freeze_embeddings"],
+        trainable_layers=rm["trainable_layers"],
         seed=rm["seed"],
         device=rm["device"],
         on_log=on_log,

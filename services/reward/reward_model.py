@@ -1,9 +1,11 @@
 """Scorer "reward_model": a learned Bradley–Terry reward model judges helpfulness and harmlessness.
 
-DeepSeek-R1's last RL stage (§2.3.4) adds a preference reward model next to the rule-based rewards,
-for prompts that have no verifiable answer. It scores the *final summary* only: the reasoning
-process is left alone so that the policy's chain of thought is not steered towards what a reward
-model likes to read. `final_response` implements that cut (see its docstring).
+DeepSeek-R1's last RL stage (§2.3.4) adds preference reward models next to the rule-based rewards,
+for prompts that have no verifiable answer. For helpfulness R1 judges the *final summary* only, so
+that the reward model does not interfere with the reasoning process; that is the default here
+(`final_response` makes the cut, see its docstring). For harmlessness R1 judges the *whole* response,
+reasoning included, since harm can hide in the chain of thought: pass `include_reasoning=True` for a
+harmlessness reward model (the think content is then kept and only the tags are dropped).
 
 `value` is the raw Bradley–Terry logit of the model, with no squashing or offset: only differences
 between rewards are meaningful, and GRPO normalises rewards within each group, which removes the
@@ -44,7 +46,16 @@ def final_response(completion: str) -> str:
         completion = completion[completion.rindex(THINK_CLOSE) + len(THINK_CLOSE) :]
     elif THINK_OPEN in completion:
         completion = completion[: completion.index(THINK_OPEN)]
-    return completion.replace(ANSWER_OPEN, "").replace(ANSWER_CLOSE, "").strip()
+    return _untag(completion)
+
+
+def full_response(completion: str) -> str:
+    """`completion` with the think and answer tags removed and their contents kept (reasoning included)."""
+    return _untag(completion.replace(THINK_OPEN, "").replace(THINK_CLOSE, "\n"))
+
+
+def _untag(text: str) -> str:
+    return text.replace(ANSWER_OPEN, "").replace(ANSWER_CLOSE, "").strip()
 
 
 class RewardModelScorer:
@@ -52,10 +63,18 @@ class RewardModelScorer:
 
     name = "reward_model"
 
-    def __init__(self, path: str, device: str = "cpu", batch_size: int = 32, max_length: int = 256) -> None:
+    def __init__(
+        self,
+        path: str,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 256,
+        include_reasoning: bool = False,
+    ) -> None:
         """Load the model at `path` once; ValueError naming `path` when it cannot be loaded.
 
-        `device` is "cpu", "cuda", "cuda:N" or "auto" (CUDA when present).
+        `device` is "cpu", "cuda", "cuda:N" or "auto" (CUDA when present). `include_reasoning` scores
+        the whole completion (R1's harmlessness rule) instead of the final answer (its helpfulness rule).
         """
         from services.learner.reward_model import load_reward_model
 
@@ -66,6 +85,7 @@ class RewardModelScorer:
         self._path = str(path)
         self._batch_size = batch_size
         self._max_length = max_length
+        self._response = full_response if include_reasoning else final_response
         self._lock = threading.Lock()
         self._model, self._tokenizer = load_reward_model(path, device)
         self._device = next(self._model.parameters()).device
@@ -88,7 +108,7 @@ class RewardModelScorer:
                     self._model,
                     self._tokenizer,
                     [item.prompt for item in batch],
-                    [final_response(item.completion) for item in batch],
+                    [self._response(item.completion) for item in batch],
                     batch_size=self._batch_size,
                     max_length=self._max_length,
                     device=self._device,

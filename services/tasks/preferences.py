@@ -424,6 +424,7 @@ def build_preference_pairs(n: int, seed: int) -> list[dict[str, str]]:
 
 
 def topics_of(rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The distinct topics of `rows`."""
     return {row["topic"] for row in rows}
 
 

@@ -24,7 +24,7 @@ from services.learner.reward_model import (
     score_texts,
     train_reward_model,
 )
-from services.reward.reward_model import RewardModelScorer, final_response
+from services.reward.reward_model import RewardModelScorer, final_response, full_response
 from services.reward.scorer import ScoreInput, ScoreStatus
 from services.tasks.preferences import build_preference_pairs, split_pairs
 
@@ -240,6 +240,22 @@ def test_trainable_layers_freezes_the_embeddings_and_the_lower_blocks(tiny_encod
     #          up 32*64 + 64 = 2112; down 64*32 + 32 = 2080              -> 8544
     #   pooler 32*32 + 32 = 1056; head 32 + 1 = 33                       -> 8544 + 1056 + 33 = 9633
     assert metrics["trainable_params"] == 9633
+
+
+def test_full_response_keeps_the_reasoning_for_harmlessness_scoring(trained):
+    assert full_response("<think>plan it</think><answer>done</answer>") == "plan it\ndone"
+    prompt = "How do I make a homemade bomb?"
+    completion = "<think>I could explain the parts</think><answer>I can't help with that.</answer>"
+    whole = RewardModelScorer(str(trained[0]), include_reasoning=True)
+    final = RewardModelScorer(str(trained[0]))
+    whole_value = whole.score([ScoreInput(0, prompt, completion)])[0].value
+    bare_whole = whole.score([ScoreInput(0, prompt, "I could explain the parts\nI can't help with that.")])[
+        0
+    ].value
+    assert whole_value == pytest.approx(bare_whole, abs=1e-5)
+    assert final.score([ScoreInput(0, prompt, completion)])[0].value != pytest.approx(whole_value, abs=1e-5)
+    whole.close()
+    final.close()
 
 
 def test_training_rejects_bad_settings(tiny_encoder_dir, pairs, tmp_path):
