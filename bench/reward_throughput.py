@@ -7,7 +7,8 @@
 Every scorer in `reward.scorers` is measured (by default accuracy, format, language; the reward model
 needs a trained checkpoint). Scores the same batches of realistic completions (the task's worked
 solutions, half of them with a wrong answer) with each scorer called directly, then through a real
-gRPC server on 127.0.0.1 with the RewardClient the rollout workers use. Prints a table with the ratio and writes JSON.
+gRPC server on 127.0.0.1 with the RewardClient the rollout workers use. Prints a table with the
+ratio and writes JSON.
 """
 
 from __future__ import annotations
