@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
 
-from services.tasks.preferences import build_preference_pairs, split_pairs, write_jsonl  # noqa: E402
+from services.tasks.preferences import build_preference_pairs, split_pairs, write_pairs  # noqa: E402
 
 DEFAULT_OUT = ROOT / "data" / "preferences"
 DEFAULT_N = 2400
@@ -46,7 +46,7 @@ def write_preference_files(
 ) -> dict[str, int]:
     """Write train.jsonl and heldout.jsonl under `out_dir`; return rows written per file."""
     train, heldout = make_preference_splits(n, seed, heldout_fraction)
-    return {name: write_jsonl(out_dir / name, rows) for name, rows in zip(SPLIT_FILES, (train, heldout))}
+    return {name: write_pairs(out_dir / name, rows) for name, rows in zip(SPLIT_FILES, (train, heldout))}
 
 
 def _same(fresh: Path, shipped: Path) -> bool:

@@ -28,15 +28,13 @@ category, which may be a held-out one; it appears only as a *rejected* response 
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import tempfile
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from services.tasks import preference_vocab as vocab
+from services.tasks.datasets import read_jsonl, write_jsonl
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected", "kind", "topic")
 KINDS = ("helpful", "harmless")
@@ -473,35 +471,11 @@ def check_pair_row(row: Any, where: str) -> dict[str, str]:
     return out
 
 
-def write_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
+def write_pairs(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> int:
     """Write validated `rows` to `path` atomically (temp file + rename); return the number written."""
-    checked = [check_pair_row(row, f"row {i}") for i, row in enumerate(rows)]
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in checked:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped dataset is world-readable
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(checked)
+    return write_jsonl(path, [check_pair_row(row, f"row {i}") for i, row in enumerate(rows)])
 
 
 def read_pairs(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Read and validate a preference JSONL file; blank lines are skipped, every other line is a full row."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            rows.append(check_pair_row(obj, where))
-    return rows
+    return read_jsonl(path, check_pair_row)

@@ -18,7 +18,7 @@ from services.tasks.preferences import (
     read_pairs,
     split_pairs,
     topics_of,
-    write_jsonl,
+    write_pairs,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -136,7 +136,7 @@ def test_word_problem_answers_are_right():
 def test_round_trip(tmp_path):
     rows = build_preference_pairs(30, seed=4)
     path = tmp_path / "sub" / "pairs.jsonl"
-    assert write_jsonl(path, rows) == 30
+    assert write_pairs(path, rows) == 30
     assert read_pairs(path) == rows
 
 
@@ -169,7 +169,7 @@ def test_read_names_the_line_of_a_bad_value(tmp_path, line, message):
 def test_write_validates_before_touching_the_file(tmp_path):
     path = tmp_path / "pairs.jsonl"
     with pytest.raises(ValueError, match=re.escape("row 1: missing field 'chosen'")):
-        write_jsonl(path, [GOOD, {"prompt": "p"}])
+        write_pairs(path, [GOOD, {"prompt": "p"}])
     assert not path.exists()
 
 
