@@ -50,7 +50,10 @@ def load_resumed_config(cfg, overrides: list[str]):
             + "; ".join(changed)
             + ". Drop them, or start a new run"
         )
+    readonly = OmegaConf.is_readonly(saved)
+    OmegaConf.set_readonly(saved, False)
     saved.run_dir, saved.resume = str(run_dir), str(run_dir)
+    OmegaConf.set_readonly(saved, readonly)
     return saved
 
 
