@@ -86,6 +86,7 @@ def plot_curves(metrics_path: Path, out_png: Path, evals: dict[str, float] | Non
         ax.bar(list(evals), list(evals.values()), color=["#888", "#2a7"][: len(evals)] * len(evals))
         ax.set_ylim(0, 1)
         ax.set_title("held-out pass@1")
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         for i, v in enumerate(evals.values()):
             ax.text(i, v + 0.02, f"{v:.3f}", ha="center")
     for ax in list(axes.flat)[n:]:

@@ -93,6 +93,7 @@ def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, thread
         seed=rm["seed"],
         device=rm["device"],
         on_log=on_log,
+        log_every=max(1, rm["steps"] // 10),
     )
     bar.close()
     return {**metrics, "log": curve}
