@@ -89,6 +89,8 @@ class Runtime:
             "OMP_NUM_THREADS": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+            # vLLM logs every weight reload at INFO: one line per RL step per worker otherwise.
+            "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"),
         }
         os.environ.update(env)
         if lc.ray_address:
