@@ -42,6 +42,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from services.learner.sft import row_slices
+
 # (prompt_token_ids, completion_token_ids, topk_ids [L][K], topk_logprobs [L][K]) with L completion tokens
 DistillExample = tuple[Sequence[int], Sequence[int], Sequence[Sequence[int]], Sequence[Sequence[float]]]
 
@@ -155,18 +157,7 @@ class DistillBatch:
 
     def micro_batches(self, size: int) -> Iterator[DistillBatch]:
         """Consecutive slices of at most `size` rows."""
-        if size < 1:
-            raise ValueError(f"micro_batch_size={size} must be >= 1")
-        for start in range(0, self.input_ids.shape[0], size):
-            rows = slice(start, start + size)
-            yield DistillBatch(
-                input_ids=self.input_ids[rows],
-                attention_mask=self.attention_mask[rows],
-                loss_mask=self.loss_mask[rows],
-                topk_ids=self.topk_ids[rows],
-                topk_logprobs=self.topk_logprobs[rows],
-                num_examples=0,
-            )
+        return row_slices(self, size)
 
 
 def _check_example(example: DistillExample, k: int, index: int) -> None:

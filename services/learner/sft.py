@@ -17,6 +17,7 @@ Two layouts:
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -45,17 +46,20 @@ class SFTBatch:
 
     def micro_batches(self, size: int) -> Iterator[SFTBatch]:
         """Consecutive slices of at most `size` rows."""
-        if size < 1:
-            raise ValueError(f"micro_batch_size={size} must be >= 1")
-        for start in range(0, self.input_ids.shape[0], size):
-            rows = slice(start, start + size)
-            yield SFTBatch(
-                input_ids=self.input_ids[rows],
-                attention_mask=None if self.attention_mask is None else self.attention_mask[rows],
-                position_ids=None if self.position_ids is None else self.position_ids[rows],
-                loss_mask=self.loss_mask[rows],
-                num_examples=0,
-            )
+        return row_slices(self, size)
+
+
+def row_slices(batch, size: int) -> Iterator:
+    """Consecutive slices of at most `size` rows of a batch dataclass: every tensor field is sliced (None
+    stays None), the per-batch counts are 0 (they belong to the whole batch, not its micro-batches)."""
+    if size < 1:
+        raise ValueError(f"micro_batch_size={size} must be >= 1")
+    tensors = [f.name for f in dataclasses.fields(batch) if isinstance(getattr(batch, f.name), Tensor)]
+    for start in range(0, batch.input_ids.shape[0], size):
+        rows = slice(start, start + size)
+        yield dataclasses.replace(
+            batch, **{name: getattr(batch, name)[rows] for name in tensors}, num_examples=0, num_truncated=0
+        )
 
 
 def _tokens(example: Example, eos_id: int | None, max_len: int | None) -> tuple[list[int], list[float], bool]:
