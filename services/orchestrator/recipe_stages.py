@@ -22,6 +22,7 @@ from services.orchestrator.stages import (
     evaluate,
     sample_groups,
     sync_weights,
+    train_loop,
 )
 from services.pb import rollout_pb2
 
@@ -79,6 +80,7 @@ def _train_reward_model(rm: dict, train: str, heldout: str, out_dir: str, thread
         curve.append((step, line))
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{line['loss']:.3f}", acc=f"{line['train_accuracy']:.2f}")
+
     metrics = train_reward_model(
         rm["base_path"] or default_encoder_dir(),
         read_pairs(train),
@@ -283,25 +285,13 @@ def _student_dir(ctx: StageContext) -> str:
 
 def _train_student(ctx: StageContext, student: str, data: Path, beta: float, label: str) -> str:
     import ray
-    from tqdm.auto import tqdm
 
-    from services.learner.service import LearnerService
-
-    dc, lc = ctx.cfg.distill, OmegaConf.to_object(ctx.cfg.learner)
-    actor = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService).remote(
-        student, lc
-    )
-    ray.get(actor.load_distill_dataset.remote(str(data), lc.seed, dc.lr))
-    bar, done = tqdm(total=dc.steps, desc=label.replace("_", " "), unit="step", dynamic_ncols=True), 0
-    while done < dc.steps:
-        for m in ray.get(actor.distill_steps.remote(min(10, dc.steps - done), beta)):
-            done += 1
-            ctx.metrics.log(label, done, m)
-        bar.n = done
-        bar.set_postfix(loss=f"{m['loss']:.3f}", kl=f"{m['kl']:.3f}")
-    bar.close()
+    dc = ctx.cfg.distill
+    actor = _learner_actor(ctx, with_redis=False, model_dir=student)
+    ray.get(actor.load_distill_dataset.remote(str(data), ctx.cfg.learner.seed, dc.lr))
+    out, m = train_loop(ctx, label, lambda n: ray.get(actor.distill_steps.remote(n, beta)), dc.steps, None)
     ckpt = ray.get(actor.save.remote(str(ctx.run_dir / "checkpoints" / label)))
     ray.kill(actor)
-    log.info("%s: %d steps (beta %.2f), final loss %.4f (ce %.4f, kl %.4f) -> %s", label, done, beta,
+    log.info("%s: %d steps (beta %.2f), final loss %.4f (ce %.4f, kl %.4f) -> %s", label, out["steps"], beta,
              m["loss"], m["ce"], m["kl"], ckpt)  # fmt: skip
     return ckpt

@@ -62,8 +62,9 @@ class StageContext:
         return q
 
 
-def _learner_actor(ctx: StageContext, with_redis: bool, groups_stage: str = "rl"):
-    """A learner actor on the current policy; with Redis it consumes the groups of `groups_stage`."""
+def _learner_actor(ctx: StageContext, with_redis: bool, groups_stage: str = "rl", model_dir: str = ""):
+    """A learner actor on `model_dir` (default: the current policy); with Redis it consumes the groups of
+    `groups_stage`."""
     import ray
 
     from services.learner.service import LearnerService
@@ -71,7 +72,7 @@ def _learner_actor(ctx: StageContext, with_redis: bool, groups_stage: str = "rl"
     lc = OmegaConf.to_object(ctx.cfg.learner)
     actor = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
     if not with_redis:
-        return actor.remote(ctx.policy_dir, lc)
+        return actor.remote(model_dir or ctx.policy_dir, lc)
     rc = OmegaConf.to_object(ctx.cfg.redis)
     stream = groups_stream_for(rc.groups_stream, groups_stage)
     return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream)
@@ -158,18 +159,28 @@ def _sft_loop(ctx: StageContext, learner, stage: str, steps: int | None, budget_
     """Take SFT steps in chunks (a fixed number, or until a wall-time budget is spent); log each one."""
     import ray
 
+    out, _ = train_loop(ctx, stage, lambda n: ray.get(learner.sft_steps.remote(n)), steps, budget_s)
+    return out
+
+
+def train_loop(
+    ctx: StageContext, stage: str, take, steps: int | None, budget_s: float | None
+) -> tuple[dict, dict]:
+    """Call `take(n)` (n optimizer steps on a learner, one metrics dict each) in chunks of 10, for
+    `steps` steps or until `budget_s` is spent; log every step. Returns (summary, last step's metrics)."""
     bar = tqdm(total=steps, desc=stage.replace("_", " "), unit="step", dynamic_ncols=True)
     t0, done, last, chunk = time.perf_counter(), 0, {}, 10
     while (steps is None or done < steps) and (budget_s is None or time.perf_counter() - t0 < budget_s):
         n = chunk if steps is None else min(chunk, steps - done)
-        for m in ray.get(learner.sft_steps.remote(n)):
+        for m in take(n):
             done += 1
             ctx.metrics.log(stage, done, m)
             last = m
         bar.update(n)
-        bar.set_postfix(loss=f"{last.get('loss', float('nan')):.3f}")
+        bar.set_postfix({k: f"{last[k]:.3f}" for k in ("loss", "kl") if k in last})
     bar.close()
-    return {"steps": done, "final_loss": last.get("loss"), "wall_s": round(time.perf_counter() - t0, 1)}
+    summary = {"steps": done, "final_loss": last.get("loss"), "wall_s": round(time.perf_counter() - t0, 1)}
+    return summary, last
 
 
 def sft_control(ctx: StageContext) -> dict:
