@@ -25,6 +25,7 @@ from services.orchestrator.stages import (
     train_loop,
 )
 from services.pb import rollout_pb2
+from services.rollout.scoring import component_dict
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def rejection_sampling(ctx: StageContext) -> dict:
             "source": g.source,
             "policy_version": c.policy_version,
             "sample_index": c.sample_index,
-            "rewards": {r.name: _component(r) for r in c.rewards},
+            "rewards": {r.name: component_dict(r) for r in c.rewards},
         }
         for g in groups
         for c in g.completions
@@ -155,11 +156,6 @@ def rejection_sampling(ctx: StageContext) -> dict:
         path,
     )
     return {"dataset": str(path), "rows": len(rows), "policy_version": ctx.policy_version, **stats}
-
-
-def _component(r: rollout_pb2.RewardComponent) -> dict:
-    status = rollout_pb2.RewardStatus.Name(r.status).removeprefix("REWARD_STATUS_").lower()
-    return {"value": round(r.value, 6), "status": status, "detail": r.detail}
 
 
 def sft(ctx: StageContext) -> dict:

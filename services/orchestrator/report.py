@@ -56,7 +56,7 @@ def summarize_run(run_dir: str | Path) -> dict:
 
 
 def _final_eval(run: Path, manifests: list[Path]) -> dict:
-    evals = [json.loads(m.read_text()) for m in manifests if json.loads(m.read_text())["stage"] == "eval"]
+    evals = [m for m in (json.loads(path.read_text()) for path in manifests) if m["stage"] == "eval"]
     if not evals:
         raise ValueError(f"{run}: the pipeline has no eval stage, so there is nothing to compare")
     return evals[-1]["outputs"]

@@ -25,11 +25,10 @@ from typing import Any, Protocol
 
 from services.pb import rollout_pb2
 from services.reward.scorer import ScoreInput, ScoreResult
-from services.rollout.scoring import apply_scores
+from services.rollout.scoring import apply_scores, component_dict, status_name
 
 REQUIRED = ("prompt", "completion")
 OPTIONAL = ("answer", "language")
-_STATUS_NAMES = {v: k.removeprefix("REWARD_STATUS_").lower() for k, v in rollout_pb2.RewardStatus.items()}
 
 
 class ScoreClient(Protocol):
@@ -97,15 +96,12 @@ def score_rows(
 def _scored(row: dict[str, Any], results: dict[str, ScoreResult], weights: Mapping[str, float]) -> dict:
     completion = rollout_pb2.Completion()
     apply_scores(completion, results, dict(weights))
-    rewards = {
-        r.name: {"value": round(r.value, 6), "status": _STATUS_NAMES[r.status], "detail": r.detail}
-        for r in completion.rewards
-    }
+    rewards = {r.name: component_dict(r) for r in completion.rewards}
     return {
         **row,
         "rewards": rewards,
         "total_reward": round(completion.total_reward, 6),  # float32 on the wire: 6 digits are real
-        "reward_status": _STATUS_NAMES[completion.status],
+        "reward_status": status_name(completion.status),
     }
 
 

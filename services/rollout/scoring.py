@@ -17,6 +17,16 @@ STATUS = {
 }
 
 
+def status_name(status: int) -> str:
+    """A proto RewardStatus as the lower-case word files and logs use ("ok", "timeout", ...)."""
+    return rollout_pb2.RewardStatus.Name(status).removeprefix("REWARD_STATUS_").lower()
+
+
+def component_dict(r: rollout_pb2.RewardComponent) -> dict:
+    """One reward component as plain JSON: value (6 digits: it is a float32 on the wire), status, detail."""
+    return {"value": round(r.value, 6), "status": status_name(r.status), "detail": r.detail}
+
+
 def reward_weights(cfg, stage: str = "", source: str = "") -> dict[str, float]:
     """Scorer name -> weight in the total for prompts of `source` issued by `stage`.
 
