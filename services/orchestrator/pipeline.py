@@ -73,16 +73,16 @@ def run_pipeline(cfg) -> dict:
             tokenizer=AutoTokenizer.from_pretrained(model_dir),
             policy_dir=model_dir,
             policy_version=load_checkpoint_meta(model_dir)["policy_version"],
+            serving_dir=model_dir,
         )
-        ctx.serving_dir = model_dir
         restore_state(ctx, state)
         rm_ckpt = ctx.results.get("reward_model_checkpoint")  # resumed: restart the trained RM service
         if rm_ckpt and "reward_model" in set(cfg.reward.scorers) - set(runtime.reward_addresses):
             runtime.start_reward_service("reward_model", [f"reward.reward_model_path={rm_ckpt}"])
         for i, (name, stage) in enumerate(zip(cfg.pipeline.stages, stages)):
-            if i >= len(done):
+            if i >= len(done):  # a resumed run skips the finished ones (their curves are already drawn)
                 _run_stage(ctx, i, name, stage)
-            plot_curves(metrics.path, run_dir / "curves.png", _evals(ctx))
+                plot_curves(metrics.path, run_dir / "curves.png", _evals(ctx))
     finally:
         metrics.close()
         runtime.close()
