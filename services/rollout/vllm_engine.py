@@ -45,6 +45,18 @@ from services.rollout.engine import SampledCompletion, SamplingSpec
 log = logging.getLogger(__name__)
 
 
+class _RopeCacheReloadFilter(logging.Filter):
+    """Drop vLLM's "RotaryEmbedding: Failed to load weights" on every reload: the RoPE cos/sin cache is a
+    buffer no checkpoint holds, and vLLM correctly keeps the one it computed. Any other layer that loads
+    nothing still warns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args == ("RotaryEmbedding",))
+
+
+logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter(_RopeCacheReloadFilter())
+
+
 def _reload_weights(worker, items: list) -> int:
     """Runs inside the vLLM worker: load checkpoint-format weights, re-process a tied LM head and
     (on CPU) re-prepack MoE experts, the two post-load steps vLLM's reload skips."""
