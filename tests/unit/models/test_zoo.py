@@ -119,6 +119,15 @@ def test_a_deepseek_shape_field_gets_its_own_directory(tmp_path):
     assert json.loads((more / "config.json").read_text())["num_experts_per_tok"] == 1
 
 
+def test_tiny_deepseek_brings_its_longer_cold_start_and_the_command_line_still_wins():
+    # Its SFT loss plateaus until step ~300 (README), so the zoo entry sets 600 cold-start steps.
+    assert load_config([]).learner.sft_steps == 300
+    assert load_config(["model=tiny-deepseek"]).learner.sft_steps == 600
+    assert load_config(["model=tiny-deepseek", "learner.sft_steps=7"]).learner.sft_steps == 7
+    assert load_config(["learner.sft_steps=7", "model=tiny-deepseek"]).learner.sft_steps == 7
+    assert load_config(["model=tiny-deepseek", "pipeline=r1"]).model.name == "tiny-deepseek"
+
+
 def test_check_config_refuses_deepseek_shapes_vllm_cpu_cannot_serve():
     check_config(load_config(["model=tiny-deepseek"]))  # the shipped shape is servable
     unservable = ["model=tiny-deepseek", "model.kv_lora_rank=256", "model.moe_intermediate_size=48"]
