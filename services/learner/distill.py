@@ -35,14 +35,13 @@ they reach neither the loss nor its gradient.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from services.learner.sft import row_slices
+from services.learner.sft import epoch_chunks, row_slices
 
 # (prompt_token_ids, completion_token_ids, topk_ids [L][K], topk_logprobs [L][K]) with L completion tokens
 DistillExample = tuple[Sequence[int], Sequence[int], Sequence[Sequence[int]], Sequence[Sequence[float]]]
@@ -255,17 +254,7 @@ def distill_batches(
     Same order rule as `sft_batches`: a pure function of `(seed, epoch)`, so a resumed run can skip to
     where it stopped. The last batch of an epoch may be smaller.
     """
-    if not examples:
-        raise ValueError("distill_batches needs at least one example")
-    if batch_size < 1:
-        raise ValueError(f"distill_batch_size={batch_size} must be >= 1")
-    epoch = 0
-    while num_epochs is None or epoch < num_epochs:
-        order = list(range(len(examples)))
-        random.Random(f"{seed}/{epoch}").shuffle(order)
-        for start in range(0, len(order), batch_size):
-            chunk = [examples[i] for i in order[start : start + batch_size]]
-            batch = build_distill_batch(chunk, pad_id, k, max_len)
-            batch.epoch = epoch
-            yield batch
-        epoch += 1
+    for epoch, chunk in epoch_chunks(examples, batch_size, seed, num_epochs, "distill"):
+        batch = build_distill_batch(chunk, pad_id, k, max_len)
+        batch.epoch = epoch
+        yield batch

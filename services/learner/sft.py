@@ -21,9 +21,12 @@ import dataclasses
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
+
+ItemT = TypeVar("ItemT")
 
 Example = tuple[Sequence[int], Sequence[int]]  # (prompt_token_ids, completion_token_ids)
 
@@ -168,24 +171,33 @@ def sft_batches(
     last batch of an epoch may be smaller. With `pack=True` each batch's examples are packed into rows
     of `max_len` tokens (required then).
     """
-    if not examples:
-        raise ValueError("sft_batches needs at least one example")
-    if batch_size < 1:
-        raise ValueError(f"sft_batch_size={batch_size} must be >= 1")
     if pack and max_len is None:
         raise ValueError("pack=True needs max_len (the packed row length)")
+    for epoch, chunk in epoch_chunks(examples, batch_size, seed, num_epochs, "sft"):
+        if pack:
+            batch = pack_sequences(chunk, max_len, pad_id, eos_id)
+        else:
+            batch = build_sft_batch(chunk, pad_id, eos_id, max_len)
+        batch.epoch = epoch
+        yield batch
+
+
+def epoch_chunks(
+    examples: Sequence[ItemT], batch_size: int, seed: int, num_epochs: int | None, what: str
+) -> Iterator[tuple[int, list[ItemT]]]:
+    """`(epoch, chunk)` pairs: `examples` reshuffled every epoch, cut into chunks of `batch_size` (the
+    last one of an epoch may be smaller), for `num_epochs` (None: forever). The order is a pure function
+    of `(seed, epoch)`. `what` names the caller's batch size knob in errors (`<what>_batch_size`)."""
+    if not examples:
+        raise ValueError(f"{what}_batches needs at least one example")
+    if batch_size < 1:
+        raise ValueError(f"{what}_batch_size={batch_size} must be >= 1")
     epoch = 0
     while num_epochs is None or epoch < num_epochs:
         order = list(range(len(examples)))
         random.Random(f"{seed}/{epoch}").shuffle(order)
         for start in range(0, len(order), batch_size):
-            chunk = [examples[i] for i in order[start : start + batch_size]]
-            if pack:
-                batch = pack_sequences(chunk, max_len, pad_id, eos_id)
-            else:
-                batch = build_sft_batch(chunk, pad_id, eos_id, max_len)
-            batch.epoch = epoch
-            yield batch
+            yield epoch, [examples[i] for i in order[start : start + batch_size]]
         epoch += 1
 
 
