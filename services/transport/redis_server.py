@@ -33,16 +33,17 @@ from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
-# Runs as `python -c WATCHDOG <parent pid> <redis-server> <args...>`. Prints the server pid, then
-# forwards SIGTERM/SIGINT to the server and stops it when the parent pid is gone (we were re-parented).
+# Runs as `python -c WATCHDOG <parent pid> <server dir> <redis-server> <args...>`. Prints the server pid,
+# then forwards SIGTERM/SIGINT to the server and stops it when the parent pid is gone (we were
+# re-parented); an orphaned watchdog also removes the server's directory, which the parent can no longer do.
 _WATCHDOG = r"""
-import ctypes, os, signal, subprocess, sys, time
-parent = int(sys.argv[1])
+import ctypes, os, shutil, signal, subprocess, sys, time
+parent, server_dir = int(sys.argv[1]), sys.argv[2]
 def tie_to_watchdog():
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 server = subprocess.Popen(
-    sys.argv[2:], preexec_fn=tie_to_watchdog, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    sys.argv[3:], preexec_fn=tie_to_watchdog, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
 )
 print(server.pid, flush=True)
 stopping = False
@@ -60,6 +61,8 @@ if server.poll() is None:
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+if os.getppid() != parent:
+    shutil.rmtree(server_dir, ignore_errors=True)
 sys.exit(0)
 """
 
@@ -143,7 +146,8 @@ class EmbeddedRedis:
         conf_path = tmp / f"redis-{port}.conf"
         conf_path.write_text(conf)
         conf_path.chmod(0o600)
-        cmd = [sys.executable, "-c", _WATCHDOG, str(os.getpid()), redis_server_binary(), str(conf_path)]
+        server = [redis_server_binary(), str(conf_path)]
+        cmd = [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(tmp), *server]
         self._watchdog = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         assert self._watchdog.stdout is not None
         line = self._watchdog.stdout.readline().strip()

@@ -215,7 +215,7 @@ def test_embedded_redis_dies_with_a_killed_parent():
         from services.transport.redis_server import EmbeddedRedis
         server = EmbeddedRedis()
         server.start()
-        print(server.server_pid, server.url, flush=True)
+        print(server.server_pid, server.url, server._tmp.name, flush=True)
         time.sleep(60)
         """
     )
@@ -223,8 +223,9 @@ def test_embedded_redis_dies_with_a_killed_parent():
         [sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
     )
     try:
-        pid_text, url = parent.stdout.readline().split()
+        pid_text, url, server_dir = parent.stdout.readline().split()
         pid = int(pid_text)
+        assert Path(server_dir).is_dir()
         assert redis.Redis.from_url(url, socket_timeout=2).ping()
         os.kill(parent.pid, signal.SIGKILL)  # no atexit, no finally: only the watchdog can clean up
         parent.wait()
@@ -232,6 +233,9 @@ def test_embedded_redis_dies_with_a_killed_parent():
         while not _gone(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _gone(pid), f"redis-server {pid} outlived its parent"
+        while Path(server_dir).exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(server_dir).exists(), "the orphaned watchdog left the server's directory behind"
     finally:
         if parent.poll() is None:
             parent.kill()
