@@ -232,6 +232,9 @@ class LearnerConfig:
     checkpoint_every: int = 20
     # Torch threads the learner may use (independent of the one logical Ray CPU the actor reserves).
     num_threads: int = 2
+    # MoE policies with a router correction bias (DeepSeek-V3): aux-loss-free load balancing, each expert's
+    # bias moves by this much against its load after every optimizer step (DeepSeek-V3: 0.001). 0 = off.
+    moe_bias_update_speed: float = 0.0
     # Device of the learner: "cpu" or "cuda".
     device: str = "cpu"
     # Seed of data order and initial state.

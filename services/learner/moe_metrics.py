@@ -49,7 +49,7 @@ def expert_load(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask:
     "balance_coef": [...], "max_violation": [...], "num_tokens": N}, one list entry per MoE layer in
     depth order. Raises ValueError for a model without MoE routers.
     """
-    routers = _router_modules(model)
+    routers = router_modules(model)
     if not routers:
         raise ValueError(f"{type(model).__name__} has no MoE router modules; expert load needs an MoE policy")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
@@ -91,7 +91,7 @@ def expert_load(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask:
     return out
 
 
-def _router_modules(model: torch.nn.Module) -> list[tuple[int, torch.nn.Module]]:
+def router_modules(model: torch.nn.Module) -> list[tuple[int, torch.nn.Module]]:
     """(layer index, router module) for each MoE layer, found through transformers' own declaration."""
     recorder = (getattr(model, "_can_record_outputs", None) or {}).get("router_logits")
     router_class = getattr(recorder, "target_class", recorder)  # an OutputRecorder or the class itself

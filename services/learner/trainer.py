@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,12 @@ class GRPOTrainer:
                 log.warning("checkpoint %s has no optimizer state; AdamW restarts from zero", self.model_dir)
             self.set_lr(cfg.lr)
         self._packing_checked = False
+        self._balancer = None
+        if cfg.moe_bias_update_speed > 0:
+            from services.learner.moe_balance import ExpertBiasBalancer
+
+            self._balancer = ExpertBiasBalancer(self.model, cfg.moe_bias_update_speed)
+        self._balance_metrics: dict[str, float] = {}
 
     # -- optimizer ---------------------------------------------------------------------------------
 
@@ -142,9 +149,15 @@ class GRPOTrainer:
             )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self._balancer is not None:
+            self._balance_metrics = self._balancer.update()
         self.policy_version += 1
         self.step_count += 1
         return grad_norm
+
+    def _routing(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        """Context of a training forward: the expert balancer (if on) counts its routing."""
+        return nullcontext() if self._balancer is None else self._balancer.tokens(input_ids, attention_mask)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -161,9 +174,10 @@ class GRPOTrainer:
         ratio_max = 0.0
         self.optimizer.zero_grad(set_to_none=True)
         for mb in batch.to(self.device).micro_batches(cfg.micro_batch_size):
-            logp = token_logprobs(
-                self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
-            )  # [b, t]
+            with self._routing(mb.input_ids, mb.attention_mask):
+                logp = token_logprobs(
+                    self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
+                )  # [b, t]
             ref_logp = None
             if self.reference is not None:
                 with torch.no_grad():
@@ -187,7 +201,7 @@ class GRPOTrainer:
         metrics.update(batch.reward_stats())
         metrics.update(
             loss=sums["loss"], ratio_max=ratio_max, tokens=sums["tokens"], grad_norm=grad_norm,
-            lr=self.lr, policy_version=float(self.policy_version),
+            lr=self.lr, policy_version=float(self.policy_version), **self._balance_metrics,
         )  # fmt: skip
         return metrics
 
@@ -207,7 +221,8 @@ class GRPOTrainer:
             ids = mb.input_ids.to(self.device)
             attention = None if mb.attention_mask is None else mb.attention_mask.to(self.device)
             positions = None if mb.position_ids is None else mb.position_ids.to(self.device)
-            logp = token_logprobs(self.model, ids, attention, positions)  # [b, t]
+            with self._routing(ids, attention):
+                logp = token_logprobs(self.model, ids, attention, positions)  # [b, t]
             loss = -(logp * mb.loss_mask.to(self.device)).sum() / total_tokens
             loss.backward()
             loss_sum += loss.item()
@@ -220,6 +235,7 @@ class GRPOTrainer:
             "grad_norm": grad_norm,
             "lr": self.lr,
             "policy_version": float(self.policy_version),
+            **self._balance_metrics,
         }
 
     def distill_step(self, batch: DistillBatch, beta: float) -> dict[str, float]:
@@ -229,9 +245,9 @@ class GRPOTrainer:
         sums: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
         for mb in batch.micro_batches(self.cfg.micro_batch_size):
-            logits = self.model(
-                input_ids=mb.input_ids.to(self.device), attention_mask=mb.attention_mask.to(self.device)
-            ).logits  # [b, t, V]
+            ids, attention = mb.input_ids.to(self.device), mb.attention_mask.to(self.device)
+            with self._routing(ids, attention):
+                logits = self.model(input_ids=ids, attention_mask=attention).logits  # [b, t, V]
             loss, m = distill_loss(
                 logits,
                 mb.target_ids.to(self.device),
@@ -254,6 +270,7 @@ class GRPOTrainer:
             "grad_norm": grad_norm,
             "lr": self.lr,
             "policy_version": float(self.policy_version),
+            **self._balance_metrics,
         }
 
     # -- weights and checkpoints ------------------------------------------------------------------

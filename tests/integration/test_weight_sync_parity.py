@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_file
 
 from services.learner.logprobs import token_logprobs
+from services.learner.moe_balance import bias_update
 from services.learner.moe_metrics import expert_load
 from services.learner.service import LearnerService
 from services.learner.sft import build_sft_batch
@@ -97,10 +98,11 @@ def _balance_experts(learner: LearnerService, ids: list[int], max_updates: int =
     """Move every MoE router's correction bias by DeepSeek-V3's aux-loss-free rule until each routed expert
     receives tokens of `ids`; return the number of routers.
 
-    The rule: b_i += gamma * sign(mean load - load_i). A fresh tiny model routes this one sequence to only
-    a few experts; an expert no token reaches gets no gradient in `_sft_steps` (the sync check would find
-    it unchanged) and no parity check. Also checks the bias matters: the learner's log-probs
-    with it differ from those with a zero bias by far more than PARITY_ATOL.
+    The rule (`moe_balance.bias_update`): b_i += gamma * sign(mean load - load_i). A fresh tiny model
+    routes this one sequence to only a few experts; an expert no token reaches gets no gradient in
+    `_sft_steps` (the sync check would find it unchanged) and no parity check. Also checks the bias
+    matters: the learner's log-probs with it differ from those with a zero bias by far more than
+    PARITY_ATOL.
     """
     model = learner.trainer.model
     biases = [b for name, b in model.named_buffers() if name.endswith("e_score_correction_bias")]
@@ -111,7 +113,7 @@ def _balance_experts(learner: LearnerService, ids: list[int], max_updates: int =
         if (load > 0).all():
             break
         for bias, row in zip(biases, load, strict=True):
-            bias.add_(1e-2 * torch.sign(row.mean() - row))  # gamma = 0.01 against sigmoid scores ~0.5 +- 0.05
+            bias.add_(bias_update(row, 1e-2).float())  # gamma = 0.01 against sigmoid scores ~0.5 +- 0.05
     assert (load > 0).all(), f"routing never reached every expert: tokens per expert {load.tolist()}"
     moved = (_learner_logprobs(learner, ids)[0] - without_bias).abs().max().item()
     assert moved > 10 * PARITY_ATOL, f"the correction bias moved log-probs by only {moved}"
