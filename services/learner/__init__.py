@@ -7,6 +7,9 @@ Modules, each one concept, none importing Redis, Ray, gRPC or vLLM (the service 
 - `sft`: supervised batches with response-only loss masks, packing, an epoch iterator;
 - `trainer`: `GRPOTrainer`, the optimizer step over micro-batches, weights as safetensors bytes;
 - `checkpoint`: HF-loadable checkpoints plus r1forge state as JSON and safetensors.
+- `distill`: soft-target batches and the CE + KL distillation loss;
+- `reward_model`: Bradley-Terry training of a scalar reward model;
+- `moe_metrics` / `moe_balance`: MoE expert load, and DeepSeek-V3's aux-loss-free bias balancing.
 
 This file imports nothing so that importing the package stays cheap (torch loads on first use).
 """
