@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 import torch
 
-from services.learner.moe_metrics import router_modules
+from services.learner.moe_metrics import counted_tokens, router_modules
 
 
 def bias_update(load: torch.Tensor, speed: float) -> torch.Tensor:
@@ -61,15 +61,14 @@ class ExpertBiasBalancer:
             indices = outputs[2].detach()  # [B*T, k] chosen experts, flattened token order
             chosen = indices[self._keep].reshape(-1)
             counts = torch.bincount(chosen, minlength=module.e_score_correction_bias.numel())
-            self.counts[layer] = self.counts.get(layer, 0) + counts.cpu()
+            self.counts[layer] = self.counts.get(layer, 0) + counts  # on the device: no sync per forward
 
         return count
 
     @contextmanager
     def tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> Iterator[None]:
         """Count the routing of the forward passes inside, leaving out padding (attention_mask = 0)."""
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        self._keep = mask.reshape(-1).bool()
+        self._keep = counted_tokens(input_ids, attention_mask)
         try:
             yield
         finally:

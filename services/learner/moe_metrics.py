@@ -53,7 +53,7 @@ def expert_load(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask:
     if not routers:
         raise ValueError(f"{type(model).__name__} has no MoE router modules; expert load needs an MoE policy")
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-    keep = mask.reshape(-1).bool()  # [B*T], the router's flattened token order
+    keep = counted_tokens(input_ids, mask)
     records: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def hook(layer: int):
@@ -89,6 +89,11 @@ def expert_load(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask:
         out["max_violation"].append(violation)
     out["num_tokens"] = int(keep.sum())
     return out
+
+
+def counted_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """[B*T] bool in the router's flattened token order: True for real tokens, False for padding."""
+    return (torch.ones_like(input_ids) if attention_mask is None else attention_mask).reshape(-1).bool()
 
 
 def router_modules(model: torch.nn.Module) -> list[tuple[int, torch.nn.Module]]:

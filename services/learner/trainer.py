@@ -121,7 +121,7 @@ class GRPOTrainer:
             self.set_lr(cfg.lr)
         self._packing_checked = False
         self._balancer = None
-        if cfg.moe_bias_update_speed > 0:
+        if cfg.moe_bias_update_speed != 0:  # a negative speed is refused by name, not taken as "off"
             from services.learner.moe_balance import ExpertBiasBalancer
 
             self._balancer = ExpertBiasBalancer(self.model, cfg.moe_bias_update_speed)

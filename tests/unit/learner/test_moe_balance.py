@@ -86,3 +86,5 @@ def test_bias_stays_zero_when_off_and_non_deepseek_routers_are_refused(deepseek_
     assert "moe_bias_absmax" not in metrics
     with pytest.raises(ValueError, match=r"speed=0\.01 needs a router with a correction bias"):
         _trainer(tiny_model_dir, SPEED)
+    with pytest.raises(ValueError, match=r"moe_bias_update_speed=-0\.01 must be > 0"):
+        _trainer(deepseek_dir, -SPEED)
