@@ -10,7 +10,7 @@ imports torch, vllm, ray or grpc, so configs load in milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, is_dataclass
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -74,15 +74,16 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    # Task generator: "addition" (synthetic multi-digit addition in the R1 format).
+    # Task: "addition" (synthetic multi-digit addition), "dataset" (a local JSONL/parquet file of problems)
+    # or "gym" (procedural reasoning-gym tasks).
     name: str = "addition"
-    # Smallest number of digits in each operand.
+    # addition: smallest number of digits in each operand.
     min_digits: int = 2
-    # Largest number of digits in each operand.
+    # addition: largest number of digits in each operand.
     max_digits: int = 2
-    # Number of prompts in the RL training split.
+    # Number of prompts in the RL training split (dataset: at most this many).
     train_size: int = 3000
-    # Number of prompts in the held-out evaluation split (never trained on).
+    # Number of prompts in the held-out evaluation split (never trained on; dataset: at most this many).
     heldout_size: int = 200
     # Number of worked chain-of-thought examples in the small labelled cold-start pool.
     cold_start_size: int = 300
@@ -90,6 +91,31 @@ class TaskConfig:
     seed: int = 1234
     # Language the reasoning must be written in (ISO 639-1).
     language: str = "en"
+    # dataset: local JSONL or parquet file of problems (read with `datasets`, never from the hub).
+    path: str | None = None
+    # dataset: separate held-out file; unset = held-out rows chosen by a stable hash of the question.
+    heldout_path: str | None = None
+    # dataset: share of the rows held out by question hash when heldout_path is unset.
+    heldout_fraction: float = 0.1
+    # dataset: column holding the question.
+    question_field: str = "question"
+    # dataset: column holding the answer (or a solution that ends in "#### 42" or has a \boxed{}).
+    answer_field: str = "answer"
+    # dataset: how the reference answer is read from answer_field: "auto" (GSM8K's "#### x", else the last
+    # \boxed{x}, else the whole field), "gsm8k", "boxed" or "plain".
+    answer_format: str = "auto"
+    # dataset: column with a worked solution for the cold start; unset = answer_field when it holds one
+    # (GSM8K's reasoning before "####", MATH's solution around \boxed{}), else no cold-start pool.
+    solution_field: str | None = None
+    # dataset: source name on prompts and metrics; unset = the file's stem ("gsm8k_sample").
+    source: str | None = None
+    # gym: reasoning-gym dataset name, e.g. "basic_arithmetic", "chain_sum", "gsm_symbolic", "countdown".
+    gym_name: str | None = None
+    # gym: a weighted mix instead of one dataset, name -> weight (its share of every split).
+    gym_weights: dict[str, float] = field(default_factory=dict)
+    # gym: keyword arguments of each dataset's config, name -> {arg: value}, e.g.
+    # +task.gym_kwargs.chain_sum={max_terms: 3}.
+    gym_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,8 +156,8 @@ class RolloutConfig:
 
 @dataclass
 class RewardConfig:
-    # Reward services to start, by scorer name: "accuracy", "format", "language", "reward_model". A stage
-    # scores with the ones its weights name (stage_weights), by default all of these.
+    # Reward services to start, by scorer name: "accuracy", "format", "language", "reward_model", "gym".
+    # A stage scores with the ones its weights name (stage_weights), by default all of these.
     scorers: list[str] = field(default_factory=lambda: ["accuracy", "format", "language"])
     # Weight of the verifier's correctness score (1 = the reference answer, 0 = not) in the total reward.
     w_accuracy: float = 1.0
@@ -141,6 +167,8 @@ class RewardConfig:
     w_language: float = 0.1
     # Weight of the reward model's scalar (a Bradley-Terry logit; group normalisation removes its offset).
     w_reward_model: float = 0.5
+    # Weight of the reasoning-gym scorer (the item's own dataset judges the answer, 0..1) in the total reward.
+    w_gym: float = 1.0
     # Per-stage scorer -> weight maps that replace the w_* defaults for the prompts a stage issues, e.g.
     # {rl: {accuracy: 1, format: 0.2, language: 0.1}}; `r1forge score` uses the entry "score". Every scorer
     # named must be in `scorers`; a weight of 0 scores (and logs) without counting.
@@ -521,7 +549,7 @@ def reward_errors(rw, trains_reward_model: bool) -> list[str]:
     unknown = [s for s in rw.scorers if not hasattr(rw, f"w_{s}")]
     if unknown:
         errors.append(
-            f"reward.scorers has {unknown}: known scorers are accuracy, format, language, reward_model"
+            f"reward.scorers has {unknown}: known scorers are accuracy, format, language, reward_model, gym"
         )
     tables = {"stage_weights": rw.stage_weights or {}, "source_weights": rw.source_weights or {}}
     for table, entries in tables.items():

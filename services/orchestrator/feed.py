@@ -2,6 +2,7 @@
 
 Ids are `(run_id, prompt_id, epoch)`: the same prompt in a new pass over the data is a new task, a
 retry of the same task is not. The feeder cycles through its problems in a seeded order per epoch.
+Each task carries its problem's `source` and scorer metadata, and the reward weights of that source.
 """
 
 from __future__ import annotations
@@ -21,13 +22,11 @@ class TaskFeeder:
         stage: str,
         language: str,
         seed: int,
-        reward_weights: dict[str, float] | None = None,
-        source: str = "addition",
+        weights_by_source: dict[str, dict[str, float]] | None = None,
     ) -> None:
         if not problems:
             raise ValueError(f"stage {stage!r} has no prompts to issue")
-        self.problems, self.tokenizer, self.reward_weights = problems, tokenizer, reward_weights
-        self.source = source
+        self.problems, self.tokenizer, self.weights_by_source = problems, tokenizer, weights_by_source or {}
         self.run_id, self.stage, self.language, self.seed = run_id, stage, language, seed
         self.epoch, self._order, self._pos = 0, self._shuffled(0), 0
 
@@ -44,9 +43,10 @@ class TaskFeeder:
             if self._pos == len(self._order):
                 self.epoch += 1
                 self._order, self._pos = self._shuffled(self.epoch), 0
+            problem = self.problems[self._order[self._pos]]
             tasks.append(
                 make_task(
-                    self.problems[self._order[self._pos]],
+                    problem,
                     self.tokenizer,
                     self.run_id,
                     self.stage,
@@ -55,8 +55,7 @@ class TaskFeeder:
                     min_policy_version,
                     self.language,
                     temperature,
-                    self.reward_weights,
-                    self.source,
+                    self.weights_by_source.get(problem.source),
                 )
             )
             self._pos += 1
@@ -74,9 +73,10 @@ def make_task(
     language: str,
     temperature: float | None = None,
     reward_weights: dict[str, float] | None = None,
-    source: str = "addition",
     top_logprobs: int = 0,
 ) -> rollout_pb2.PromptTask:
+    """The PromptTask for `problem` (a `services.tasks.problem.Problem`), rendered with the tokenizer's
+    chat template; `reward_weights` None = the worker's configured defaults."""
     prompt = render_chat_prompt(tokenizer, problem.question)
     task = rollout_pb2.PromptTask(
         id=rollout_pb2.TaskId(run_id=run_id, prompt_id=problem.prompt_id, epoch=epoch),
@@ -84,12 +84,13 @@ def make_task(
         prompt_token_ids=tokenizer(prompt, add_special_tokens=False)["input_ids"],
         answer=problem.answer,
         language=language,
-        source=source,
+        source=problem.source,
         group_size=group_size,
         min_policy_version=min_policy_version,
         stage=stage,
         reward_weights=reward_weights or {},
         top_logprobs=top_logprobs,
+        metadata_json=problem.metadata_json,
     )
     if temperature is not None:
         task.temperature = temperature

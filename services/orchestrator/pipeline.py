@@ -27,12 +27,16 @@ def run_pipeline(cfg) -> dict:
     """Run every stage of `cfg.pipeline` and return the summary (also written to summary.json)."""
     from services.config import check_config
     from services.models.zoo import resolve_model_dir
-    from services.tasks import load_splits
+    from services.tasks import load_task
 
     t_start = time.perf_counter()
     # Everything that can be checked without starting a service is checked first, before heavy imports.
     check_config(cfg)
     stages = [get_stage(name) for name in cfg.pipeline.stages]  # unknown names fail before anything starts
+    task = load_task(cfg.task)  # bad task input (a file, a row, a gym name) fails here, before anything runs
+    splits = task.splits()
+    check_task_scorers(task, cfg.reward)
+    log.info("task %s: %s", task.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     if cfg.model.path:
         resolve_model_dir(cfg.model)
 
@@ -45,7 +49,6 @@ def run_pipeline(cfg) -> dict:
     done = finished_manifests(run_dir, list(cfg.pipeline.stages)) if cfg.resume else []
     if not cfg.resume:
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    splits = load_splits(cfg.task)
     model_dir = str(resolve_model_dir(cfg.model))
     state = done[-1]["state"] if done else {}
     if cfg.resume:
@@ -69,6 +72,7 @@ def run_pipeline(cfg) -> dict:
             run_id=cfg.run_id or run_dir.name,
             runtime=runtime,
             metrics=metrics,
+            task=task,
             splits=splits,
             tokenizer=AutoTokenizer.from_pretrained(model_dir),
             policy_dir=model_dir,
@@ -88,6 +92,7 @@ def run_pipeline(cfg) -> dict:
         runtime.close()
     summary = {
         "pipeline": cfg.pipeline.name,
+        "task": task.report(),
         **{k: v for k, v in ctx.results.items()},
         # The version of the run's final policy (after sft_control the workers hold the control's weights).
         "policy_version": load_checkpoint_meta(ctx.policy_dir)["policy_version"],
@@ -96,6 +101,16 @@ def run_pipeline(cfg) -> dict:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def check_task_scorers(task, rw) -> None:
+    """The scorer that judges the task's answers must be one the run starts."""
+    if task.accuracy_scorer not in rw.scorers:
+        raise ValueError(
+            f"task {task.name!r} is scored by the {task.accuracy_scorer!r} reward service, but "
+            f"reward.scorers={list(rw.scorers)} does not start it; add it "
+            f"(e.g. reward.scorers=[{task.accuracy_scorer},format,language])"
+        )
 
 
 def stage_state(ctx: StageContext) -> dict:

@@ -17,12 +17,12 @@ from services.orchestrator.stages import (
     PREFERENCES_DIR,
     StageContext,
     _learner_actor,
-    _running_weights,
     _sft_loop,
     evaluate,
     sample_groups,
     sync_weights,
     train_loop,
+    weights_by_source,
 )
 from services.pb import rollout_pb2
 from services.rollout.scoring import component_dict
@@ -116,12 +116,14 @@ def rejection_sampling(ctx: StageContext) -> dict:
     problems = list(ctx.splits["train"])
     random.Random(rc.seed).shuffle(problems)
     problems = problems[: rc.num_prompts]
-    weights = _running_weights(ctx, "rejection_sampling", "addition")
-    missing = sorted(set(rc.min_scores) - set(weights))
-    if missing:
-        raise ValueError(
-            f"rejection.min_scores names {missing}, which this stage does not score with {weights}"
-        )
+    weights = weights_by_source(ctx, "rejection_sampling", problems)
+    for source, used in weights.items():
+        missing = sorted(set(rc.min_scores) - set(used))
+        if missing:
+            raise ValueError(
+                f"rejection.min_scores names {missing}, which this stage does not score {source!r} "
+                f"prompts with ({used})"
+            )
     groups = sample_groups(
         ctx, "rejection_sampling", problems, rc.samples_per_prompt, rc.temperature, weights
     )
@@ -197,12 +199,12 @@ def distill(ctx: StageContext) -> dict:
     dc = ctx.cfg.distill
     problems = list(ctx.splits["train"])
     random.Random(ctx.cfg.learner.seed).shuffle(problems)
-    weights = _running_weights(ctx, "distill", "addition")
+    weights = weights_by_source(ctx, "distill", problems[: dc.num_prompts])
     groups = sample_groups(
         ctx, "distill", problems[: dc.num_prompts], dc.samples_per_prompt, dc.temperature, weights,
         top_logprobs=dc.top_k, desc="distill (teacher)",
     )  # fmt: skip
-    rows = _soft_target_rows(groups, dc, ctx.serving_dir)
+    rows = _soft_target_rows(groups, dc, ctx.serving_dir, ctx.task.accuracy_scorer)
     if not rows:
         raise RuntimeError(
             "distill: the teacher produced no usable completion (finished and, if only_correct, right)"
@@ -230,15 +232,16 @@ def distill(ctx: StageContext) -> dict:
     return {**out, "checkpoint": ckpt, "beta": dc.beta}
 
 
-def _soft_target_rows(groups: list, dc, teacher: str) -> list[dict]:
-    """Finished (and, with only_correct, verified) teacher completions with their top-k log-probs."""
+def _soft_target_rows(groups: list, dc, teacher: str, accuracy: str) -> list[dict]:
+    """Finished (and, with only_correct, verified by the task's `accuracy` scorer and the format checker)
+    teacher completions with their top-k log-probs."""
     rows = []
     for g in groups:
         for c in g.completions:
             scores = {r.name: r.value for r in c.rewards if r.status == rollout_pb2.REWARD_STATUS_OK}
             if c.finish_reason != "stop" or len(c.top_logprobs) != len(c.completion_token_ids):
                 continue  # a cut-off completion has no target for stopping
-            if dc.only_correct and (scores.get("accuracy") != 1.0 or scores.get("format") != 1.0):
+            if dc.only_correct and (scores.get(accuracy) != 1.0 or scores.get("format") != 1.0):
                 continue
             rows.append(
                 {

@@ -68,7 +68,7 @@ def _rewards(cfg, stages: list[str]) -> str:
 
     parts = []
     for stage in [s for s in stages if s in _RL_STAGES]:
-        sources = ["addition", "general"] if stage == "rl_general" else ["addition"]
+        sources = [cfg.task.name, "general"] if stage == "rl_general" else [cfg.task.name]
         for source in sources:
             w = reward_weights(cfg.reward, stage, source)
             used = "+".join(name for name, v in w.items() if v)

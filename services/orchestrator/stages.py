@@ -38,7 +38,8 @@ class StageContext:
     run_id: str
     runtime: Runtime
     metrics: MetricsLog
-    splits: dict
+    task: object  # the run's `services.tasks.problem.Task`
+    splits: dict  # its splits, computed once
     tokenizer: object
     policy_dir: str
     policy_version: int = 0
@@ -136,7 +137,8 @@ def cold_start_sft(ctx: StageContext) -> dict:
 
     cfg = ctx.cfg
     data = ctx.run_dir / "data" / "cold_start.jsonl"
-    write_sft_jsonl(data, cold_start_rows(cfg.task, render=lambda q: render_chat_prompt(ctx.tokenizer, q)))
+    render = lambda q: render_chat_prompt(ctx.tokenizer, q)  # noqa: E731 (the same template as the task's)
+    write_sft_jsonl(data, cold_start_rows(ctx.splits["cold_start"], render=render))
     learner = _learner_actor(ctx, with_redis=False)
     n = ray.get(learner.load_sft_dataset.remote(str(data), cfg.learner.seed))
     out = _sft_loop(ctx, learner, "cold_start_sft", cfg.learner.sft_steps, None)
@@ -209,7 +211,7 @@ def sft_control(ctx: StageContext) -> dict:
 
 def rl(ctx: StageContext) -> dict:
     """GRPO (R1 stage 2; R1-Zero's only stage): reasoning prompts, rule rewards."""
-    feeder = _feeder(ctx, "rl", ctx.splits["train"], "addition")
+    feeder = _feeder(ctx, "rl", ctx.splits["train"])
     return grpo_stage(ctx, "rl", [(feeder, 1.0)])
 
 
@@ -223,23 +225,16 @@ def rl_general(ctx: StageContext) -> dict:
         raise ValueError(f"rl_general.general_fraction={share}: must be strictly between 0 and 1")
     general = general_prompts(PREFERENCES_DIR / "train.jsonl", ctx.cfg.rl_general.num_prompts)
     feeders = [
-        (_feeder(ctx, "rl_general", ctx.splits["train"], "addition"), 1.0 - share),
-        (_feeder(ctx, "rl_general", general, "general"), share),
+        (_feeder(ctx, "rl_general", ctx.splits["train"]), 1.0 - share),
+        (_feeder(ctx, "rl_general", general), share),
     ]
     return grpo_stage(ctx, "rl_general", feeders)
 
 
-def _feeder(ctx: StageContext, stage: str, problems: list, source: str) -> TaskFeeder:
-    weights = _running_weights(ctx, stage, source)
+def _feeder(ctx: StageContext, stage: str, problems: list) -> TaskFeeder:
+    weights = weights_by_source(ctx, stage, problems)
     return TaskFeeder(
-        problems,
-        ctx.tokenizer,
-        ctx.run_id,
-        stage,
-        ctx.cfg.task.language,
-        ctx.cfg.learner.seed,
-        weights,
-        source,
+        problems, ctx.tokenizer, ctx.run_id, stage, ctx.cfg.task.language, ctx.cfg.learner.seed, weights
     )
 
 
@@ -312,6 +307,11 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
     }
 
 
+def weights_by_source(ctx: StageContext, stage: str, problems: list, strict: bool = True) -> dict[str, dict]:
+    """The reward weights of (stage, source) for every source among `problems`."""
+    return {s: _running_weights(ctx, stage, s, strict) for s in sorted({p.source for p in problems})}
+
+
 def _running_weights(ctx: StageContext, stage: str, source: str, strict: bool = True) -> dict[str, float]:
     """The reward weights of (stage, source), checked against the services running now."""
     weights = reward_weights(ctx.cfg.reward, stage, source)
@@ -342,12 +342,12 @@ def sample_groups(
     problems: list,
     group_size: int,
     temperature: float,
-    weights: dict[str, float],
-    source: str = "addition",
+    weights: dict[str, dict[str, float]],
     top_logprobs: int = 0,
     desc: str | None = None,
 ) -> list[rollout_pb2.ScoredGroup]:
-    """One scored group per problem from the current policy, through the prompts and groups streams."""
+    """One scored group per problem from the current policy, through the prompts and groups streams;
+    `weights` maps each problem source to its reward weights (`weights_by_source`)."""
     cfg = ctx.cfg
     ctx.eval_index += 1  # the task epoch: the same prompt sampled again by a later stage is a new task
     stream = groups_stream_for(cfg.redis.groups_stream, stage)
@@ -365,8 +365,7 @@ def sample_groups(
                 ctx.policy_version,
                 cfg.task.language,
                 temperature,
-                weights,
-                source,
+                weights[p.source],
                 top_logprobs,
             )
         )
@@ -392,21 +391,24 @@ def evaluate(ctx: StageContext) -> dict:
     problems = ctx.splits["heldout"][: ec.num_prompts]
     k = 1 if ec.temperature == 0 else ec.num_samples
     # Eval scores with the stage's weights, or every running scorer (it reads components, not the total).
-    weights = _running_weights(ctx, "eval", "addition", strict=False)
+    weights = weights_by_source(ctx, "eval", problems, strict=False)
     groups = sample_groups(ctx, "eval", problems, k, ec.temperature, weights, desc=f"eval ({label})")
     result = {
         "label": label,
         "policy_version": ctx.policy_version,
         "temperature": ec.temperature,
-        **evaluate_groups(groups),
+        **evaluate_groups(groups, accuracy=ctx.task.accuracy_scorer),
     }
     (ctx.run_dir / f"eval_{label}.json").write_text(json.dumps(result, indent=2))
     ctx.results[f"{label}_pass1"] = result["pass1"]
-    ctx.metrics.log("eval", ctx.eval_index, {f"{label}_{k_}": v for k_, v in result.items() if k_ != "label"})
+    scalars = {f"{label}_{k_}": v for k_, v in result.items() if isinstance(v, (int, float))}
+    ctx.metrics.log("eval", ctx.eval_index, scalars)
     log.info(
-        "eval %s: pass@1 %.3f | maj@%d %.3f | format %.3f | language mixing %s | len %.1f",
+        "eval %s: pass@1 %.3f | pass@%d %.3f | maj@%d %.3f | format %.3f | language mixing %s | len %.1f",
         label,
         result["pass1"],
+        k,
+        result.get(f"pass@{k}", result["pass1"]),
         k,
         result[f"maj@{k}"],
         result["format_rate"],

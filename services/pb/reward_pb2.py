@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import rollout_pb2 as r1forge_dot_v1_dot_rollout__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17r1forge/v1/reward.proto\x12\nr1forge.v1\x1a\x18r1forge/v1/rollout.proto\"g\n\tScoreItem\x12\x14\n\x0csample_index\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\"4\n\x0cScoreRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.r1forge.v1.ScoreItem\"j\n\tItemScore\x12\x14\n\x0csample_index\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x02\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.r1forge.v1.RewardStatus\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"F\n\rScoreResponse\x12\x0e\n\x06scorer\x18\x01 \x01(\t\x12%\n\x06scores\x18\x02 \x03(\x0b\x32\x15.r1forge.v1.ItemScore2M\n\rRewardService\x12<\n\x05Score\x12\x18.r1forge.v1.ScoreRequest\x1a\x19.r1forge.v1.ScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17r1forge/v1/reward.proto\x12\nr1forge.v1\x1a\x18r1forge/v1/rollout.proto\"~\n\tScoreItem\x12\x14\n\x0csample_index\x18\x01 \x01(\x05\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x12\n\ncompletion\x18\x03 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\"4\n\x0cScoreRequest\x12$\n\x05items\x18\x01 \x03(\x0b\x32\x15.r1forge.v1.ScoreItem\"j\n\tItemScore\x12\x14\n\x0csample_index\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x02\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.r1forge.v1.RewardStatus\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"F\n\rScoreResponse\x12\x0e\n\x06scorer\x18\x01 \x01(\t\x12%\n\x06scores\x18\x02 \x03(\x0b\x32\x15.r1forge.v1.ItemScore2M\n\rRewardService\x12<\n\x05Score\x12\x18.r1forge.v1.ScoreRequest\x1a\x19.r1forge.v1.ScoreResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'r1forge.v1.reward_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCOREITEM']._serialized_start=65
-  _globals['_SCOREITEM']._serialized_end=168
-  _globals['_SCOREREQUEST']._serialized_start=170
-  _globals['_SCOREREQUEST']._serialized_end=222
-  _globals['_ITEMSCORE']._serialized_start=224
-  _globals['_ITEMSCORE']._serialized_end=330
-  _globals['_SCORERESPONSE']._serialized_start=332
-  _globals['_SCORERESPONSE']._serialized_end=402
-  _globals['_REWARDSERVICE']._serialized_start=404
-  _globals['_REWARDSERVICE']._serialized_end=481
+  _globals['_SCOREITEM']._serialized_end=191
+  _globals['_SCOREREQUEST']._serialized_start=193
+  _globals['_SCOREREQUEST']._serialized_end=245
+  _globals['_ITEMSCORE']._serialized_start=247
+  _globals['_ITEMSCORE']._serialized_end=353
+  _globals['_SCORERESPONSE']._serialized_start=355
+  _globals['_SCORERESPONSE']._serialized_end=425
+  _globals['_REWARDSERVICE']._serialized_start=427
+  _globals['_REWARDSERVICE']._serialized_end=504
 # @@protoc_insertion_point(module_scope)

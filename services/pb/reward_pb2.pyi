@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScoreItem(_message.Message):
-    __slots__ = ("sample_index", "prompt", "completion", "answer", "language")
+    __slots__ = ("sample_index", "prompt", "completion", "answer", "language", "metadata_json")
     SAMPLE_INDEX_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     COMPLETION_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     sample_index: int
     prompt: str
     completion: str
     answer: str
     language: str
-    def __init__(self, sample_index: _Optional[int] = ..., prompt: _Optional[str] = ..., completion: _Optional[str] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ...) -> None: ...
+    metadata_json: str
+    def __init__(self, sample_index: _Optional[int] = ..., prompt: _Optional[str] = ..., completion: _Optional[str] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("items",)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18r1forge/v1/rollout.proto\x12\nr1forge.v1\":\n\x06TaskId\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tprompt_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\"\x80\x03\n\nPromptTask\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.r1forge.v1.TaskId\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x03 \x03(\x05\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x12\n\ngroup_size\x18\x07 \x01(\x05\x12\x1a\n\x12min_policy_version\x18\x08 \x01(\x03\x12\r\n\x05stage\x18\t \x01(\t\x12\x18\n\x0btemperature\x18\n \x01(\x02H\x00\x88\x01\x01\x12\x41\n\x0ereward_weights\x18\x0b \x03(\x0b\x32).r1forge.v1.PromptTask.RewardWeightsEntry\x12\x14\n\x0ctop_logprobs\x18\x0c \x01(\x05\x1a\x34\n\x12RewardWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0e\n\x0c_temperature\"h\n\x0fRewardComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.r1forge.v1.RewardStatus\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"2\n\x0bTopLogprobs\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x10\n\x08logprobs\x18\x02 \x03(\x02\"\xac\x02\n\nCompletion\x12\x14\n\x0csample_index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1c\n\x14\x63ompletion_token_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12,\n\x07rewards\x18\x05 \x03(\x0b\x32\x1b.r1forge.v1.RewardComponent\x12\x14\n\x0ctotal_reward\x18\x06 \x01(\x02\x12(\n\x06status\x18\x07 \x01(\x0e\x32\x18.r1forge.v1.RewardStatus\x12\x16\n\x0epolicy_version\x18\x08 \x01(\x03\x12\x15\n\rfinish_reason\x18\t \x01(\t\x12-\n\x0ctop_logprobs\x18\n \x03(\x0b\x32\x17.r1forge.v1.TopLogprobs\"\x83\x02\n\x0bScoredGroup\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.r1forge.v1.TaskId\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x03 \x03(\x05\x12+\n\x0b\x63ompletions\x18\x04 \x03(\x0b\x32\x16.r1forge.v1.Completion\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x03\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x12\n\ngenerate_s\x18\x07 \x01(\x01\x12\x0f\n\x07score_s\x18\x08 \x01(\x01\x12\x0e\n\x06source\x18\t \x01(\t\x12\x0e\n\x06\x61nswer\x18\n \x01(\t\x12\r\n\x05stage\x18\x0b \x01(\t\"`\n\x13WeightsAnnouncement\x12\x16\n\x0epolicy_version\x18\x01 \x01(\x03\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x11\n\tnum_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t*\x96\x01\n\x0cRewardStatus\x12\x1d\n\x19REWARD_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10REWARD_STATUS_OK\x10\x01\x12\x19\n\x15REWARD_STATUS_TIMEOUT\x10\x02\x12\x17\n\x13REWARD_STATUS_ERROR\x10\x03\x12\x1d\n\x19REWARD_STATUS_UNAVAILABLE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18r1forge/v1/rollout.proto\x12\nr1forge.v1\":\n\x06TaskId\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x11\n\tprompt_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\"\x97\x03\n\nPromptTask\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.r1forge.v1.TaskId\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x03 \x03(\x05\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x12\n\ngroup_size\x18\x07 \x01(\x05\x12\x1a\n\x12min_policy_version\x18\x08 \x01(\x03\x12\r\n\x05stage\x18\t \x01(\t\x12\x18\n\x0btemperature\x18\n \x01(\x02H\x00\x88\x01\x01\x12\x41\n\x0ereward_weights\x18\x0b \x03(\x0b\x32).r1forge.v1.PromptTask.RewardWeightsEntry\x12\x14\n\x0ctop_logprobs\x18\x0c \x01(\x05\x12\x15\n\rmetadata_json\x18\r \x01(\t\x1a\x34\n\x12RewardWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0e\n\x0c_temperature\"h\n\x0fRewardComponent\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.r1forge.v1.RewardStatus\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"2\n\x0bTopLogprobs\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x10\n\x08logprobs\x18\x02 \x03(\x02\"\xac\x02\n\nCompletion\x12\x14\n\x0csample_index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1c\n\x14\x63ompletion_token_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12,\n\x07rewards\x18\x05 \x03(\x0b\x32\x1b.r1forge.v1.RewardComponent\x12\x14\n\x0ctotal_reward\x18\x06 \x01(\x02\x12(\n\x06status\x18\x07 \x01(\x0e\x32\x18.r1forge.v1.RewardStatus\x12\x16\n\x0epolicy_version\x18\x08 \x01(\x03\x12\x15\n\rfinish_reason\x18\t \x01(\t\x12-\n\x0ctop_logprobs\x18\n \x03(\x0b\x32\x17.r1forge.v1.TopLogprobs\"\x83\x02\n\x0bScoredGroup\x12\x1e\n\x02id\x18\x01 \x01(\x0b\x32\x12.r1forge.v1.TaskId\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x03 \x03(\x05\x12+\n\x0b\x63ompletions\x18\x04 \x03(\x0b\x32\x16.r1forge.v1.Completion\x12\x16\n\x0epolicy_version\x18\x05 \x01(\x03\x12\x11\n\tworker_id\x18\x06 \x01(\t\x12\x12\n\ngenerate_s\x18\x07 \x01(\x01\x12\x0f\n\x07score_s\x18\x08 \x01(\x01\x12\x0e\n\x06source\x18\t \x01(\t\x12\x0e\n\x06\x61nswer\x18\n \x01(\t\x12\r\n\x05stage\x18\x0b \x01(\t\"`\n\x13WeightsAnnouncement\x12\x16\n\x0epolicy_version\x18\x01 \x01(\x03\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x11\n\tnum_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t*\x96\x01\n\x0cRewardStatus\x12\x1d\n\x19REWARD_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10REWARD_STATUS_OK\x10\x01\x12\x19\n\x15REWARD_STATUS_TIMEOUT\x10\x02\x12\x17\n\x13REWARD_STATUS_ERROR\x10\x03\x12\x1d\n\x19REWARD_STATUS_UNAVAILABLE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,22 +33,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PROMPTTASK_REWARDWEIGHTSENTRY']._loaded_options = None
   _globals['_PROMPTTASK_REWARDWEIGHTSENTRY']._serialized_options = b'8\001'
-  _globals['_REWARDSTATUS']._serialized_start=1309
-  _globals['_REWARDSTATUS']._serialized_end=1459
+  _globals['_REWARDSTATUS']._serialized_start=1332
+  _globals['_REWARDSTATUS']._serialized_end=1482
   _globals['_TASKID']._serialized_start=40
   _globals['_TASKID']._serialized_end=98
   _globals['_PROMPTTASK']._serialized_start=101
-  _globals['_PROMPTTASK']._serialized_end=485
-  _globals['_PROMPTTASK_REWARDWEIGHTSENTRY']._serialized_start=417
-  _globals['_PROMPTTASK_REWARDWEIGHTSENTRY']._serialized_end=469
-  _globals['_REWARDCOMPONENT']._serialized_start=487
-  _globals['_REWARDCOMPONENT']._serialized_end=591
-  _globals['_TOPLOGPROBS']._serialized_start=593
-  _globals['_TOPLOGPROBS']._serialized_end=643
-  _globals['_COMPLETION']._serialized_start=646
-  _globals['_COMPLETION']._serialized_end=946
-  _globals['_SCOREDGROUP']._serialized_start=949
-  _globals['_SCOREDGROUP']._serialized_end=1208
-  _globals['_WEIGHTSANNOUNCEMENT']._serialized_start=1210
-  _globals['_WEIGHTSANNOUNCEMENT']._serialized_end=1306
+  _globals['_PROMPTTASK']._serialized_end=508
+  _globals['_PROMPTTASK_REWARDWEIGHTSENTRY']._serialized_start=440
+  _globals['_PROMPTTASK_REWARDWEIGHTSENTRY']._serialized_end=492
+  _globals['_REWARDCOMPONENT']._serialized_start=510
+  _globals['_REWARDCOMPONENT']._serialized_end=614
+  _globals['_TOPLOGPROBS']._serialized_start=616
+  _globals['_TOPLOGPROBS']._serialized_end=666
+  _globals['_COMPLETION']._serialized_start=669
+  _globals['_COMPLETION']._serialized_end=969
+  _globals['_SCOREDGROUP']._serialized_start=972
+  _globals['_SCOREDGROUP']._serialized_end=1231
+  _globals['_WEIGHTSANNOUNCEMENT']._serialized_start=1233
+  _globals['_WEIGHTSANNOUNCEMENT']._serialized_end=1329
 # @@protoc_insertion_point(module_scope)

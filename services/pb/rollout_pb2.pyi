@@ -31,7 +31,7 @@ class TaskId(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., prompt_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class PromptTask(_message.Message):
-    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature", "reward_weights", "top_logprobs")
+    __slots__ = ("id", "prompt", "prompt_token_ids", "answer", "language", "source", "group_size", "min_policy_version", "stage", "temperature", "reward_weights", "top_logprobs", "metadata_json")
     class RewardWeightsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class PromptTask(_message.Message):
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     REWARD_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
     id: TaskId
     prompt: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -63,7 +64,8 @@ class PromptTask(_message.Message):
     temperature: float
     reward_weights: _containers.ScalarMap[str, float]
     top_logprobs: int
-    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ..., reward_weights: _Optional[_Mapping[str, float]] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
+    metadata_json: str
+    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., answer: _Optional[str] = ..., language: _Optional[str] = ..., source: _Optional[str] = ..., group_size: _Optional[int] = ..., min_policy_version: _Optional[int] = ..., stage: _Optional[str] = ..., temperature: _Optional[float] = ..., reward_weights: _Optional[_Mapping[str, float]] = ..., top_logprobs: _Optional[int] = ..., metadata_json: _Optional[str] = ...) -> None: ...
 
 class RewardComponent(_message.Message):
     __slots__ = ("name", "value", "status", "detail")

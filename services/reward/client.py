@@ -49,6 +49,7 @@ def request_to_proto(items: list[ScoreInput]) -> reward_pb2.ScoreRequest:
                 completion=item.completion,
                 answer=item.answer,
                 language=item.language,
+                metadata_json=item.metadata_json,
             )
             for item in items
         ]

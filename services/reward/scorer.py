@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-SCORER_NAMES = ("accuracy", "format", "language", "reward_model")
+SCORER_NAMES = ("accuracy", "format", "language", "reward_model", "gym")
 
 
 class ScoreStatus(enum.StrEnum):
@@ -43,6 +43,8 @@ class ScoreInput:
     answer: str = ""
     # Target language of the reasoning (ISO 639-1); "" = the prompt's own language.
     language: str = ""
+    # JSON object the scorer needs besides the answer (a reasoning-gym entry); "" when none.
+    metadata_json: str = ""
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def items_from_proto(request: reward_pb2.ScoreRequest) -> list[ScoreInput]:
             completion=item.completion,
             answer=item.answer,
             language=item.language,
+            metadata_json=item.metadata_json,
         )
         for item in request.items
     ]

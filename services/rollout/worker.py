@@ -146,7 +146,10 @@ class RolloutWorker:
         from services.reward.scorer import ScoreInput
 
         t0 = time.perf_counter()
-        items = [ScoreInput(i, task.prompt, c.text, task.answer, task.language) for i, c in enumerate(group)]
+        items = [
+            ScoreInput(i, task.prompt, c.text, task.answer, task.language, task.metadata_json)
+            for i, c in enumerate(group)
+        ]
         weights = task_weights(task, self.reward_cfg)
         missing = sorted(set(weights) - set(self.clients))
         if missing:  # check_config prevents this for stages r1forge issues; a hand-made task can still ask

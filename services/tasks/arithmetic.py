@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from services.tasks.problem import Problem
+
 SPLITS = ("train", "heldout", "cold_start")
 # Prompt-id prefix of each split: "train-000123", "heldout-000007", "cold-000042".
 _ID_PREFIX = {"train": "train", "heldout": "heldout", "cold_start": "cold"}
@@ -31,7 +33,7 @@ _ENUMERATE_ABOVE_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
-class Problem:
+class AdditionProblem:
     """One addition problem; `prompt_id` is unique within its split and stable across runs."""
 
     prompt_id: str
@@ -49,7 +51,7 @@ class Problem:
         return str(self.a + self.b)
 
 
-def worked_solution(problem: Problem) -> str:
+def worked_solution(problem: AdditionProblem) -> str:
     """Chain-of-thought completion for `problem`: column addition from the right.
 
     For 47+85 this is::
@@ -104,7 +106,7 @@ def validate_task_config(cfg: Any) -> None:
         )
 
 
-def make_splits(cfg: Any) -> dict[str, list[Problem]]:
+def make_splits(cfg: Any) -> dict[str, list[AdditionProblem]]:
     """Return {"train", "heldout", "cold_start"} problem lists, pairwise disjoint by unordered pair.
 
     Deterministic in `cfg` (a TaskConfig): the same config always yields the same problems in the same
@@ -114,14 +116,14 @@ def make_splits(cfg: Any) -> dict[str, list[Problem]]:
     sizes = {"heldout": cfg.heldout_size, "cold_start": cfg.cold_start_size, "train": cfg.train_size}
     rng = random.Random(cfg.seed)
     pairs = _draw_pairs(rng, cfg.min_digits, cfg.max_digits, sum(sizes.values()))
-    splits: dict[str, list[Problem]] = {}
+    splits: dict[str, list[AdditionProblem]] = {}
     start = 0
     # Held-out first, then cold-start: neither changes when train_size grows (same draw strategy).
     for split, size in sizes.items():
         chunk = pairs[start : start + size]
         start += size
         prefix = _ID_PREFIX[split]
-        splits[split] = [Problem(f"{prefix}-{i:06d}", a, b) for i, (a, b) in enumerate(chunk)]
+        splits[split] = [AdditionProblem(f"{prefix}-{i:06d}", a, b) for i, (a, b) in enumerate(chunk)]
     return {name: splits[name] for name in SPLITS}
 
 
@@ -161,3 +163,29 @@ def _draw_pairs(rng: random.Random, min_digits: int, max_digits: int, count: int
             seen.add(key)
             pairs.append((a, b))
     return pairs
+
+
+class AdditionTask:
+    """The `Task` over `make_splits`: every problem is asked as "What is a+b?" and verified by math-verify;
+    cold-start problems carry their `worked_solution`."""
+
+    name = "addition"
+    accuracy_scorer = "accuracy"
+
+    def __init__(self, cfg: Any) -> None:
+        validate_task_config(cfg)
+        self.cfg = cfg
+
+    def splits(self) -> dict[str, list[Problem]]:
+        return {
+            split: [_as_problem(p, worked=split == "cold_start") for p in problems]
+            for split, problems in make_splits(self.cfg).items()
+        }
+
+    def report(self) -> dict:
+        return {"task": self.name, "digits": [self.cfg.min_digits, self.cfg.max_digits]}
+
+
+def _as_problem(p: AdditionProblem, worked: bool) -> Problem:
+    solution = worked_solution(p) if worked else ""
+    return Problem(p.prompt_id, f"What is {p.question}?", p.answer, "addition", solution)

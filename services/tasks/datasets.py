@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from services.tasks.arithmetic import make_splits, worked_solution
+from services.tasks.problem import Problem
 from services.tasks.prompts import render_prompt
 
 SFT_FIELDS = ("prompt_id", "prompt", "completion", "answer")
@@ -86,17 +86,24 @@ def read_jsonl(path: str | os.PathLike[str], check: Callable[[Any, str], dict]) 
     return rows
 
 
-def cold_start_rows(cfg: Any, render: Callable[[str], str] = render_prompt) -> list[dict[str, str]]:
-    """SFT rows teaching the worked format, from the cold_start split of `cfg` (a TaskConfig).
+def cold_start_rows(
+    problems: Iterable[Problem], render: Callable[[str], str] = render_prompt
+) -> list[dict[str, str]]:
+    """SFT rows teaching the worked format: one per problem of a task's cold_start split.
 
     `render` turns a question into the prompt text; pass a chat-template renderer for real HF models.
+    A problem without a worked solution is an error naming it (a cold start must see the format).
     """
-    return [
-        {
-            "prompt_id": p.prompt_id,
-            "prompt": render(p.question),
-            "completion": worked_solution(p),
-            "answer": p.answer,
-        }
-        for p in make_splits(cfg)["cold_start"]
-    ]
+    rows = []
+    for p in problems:
+        if not p.solution:
+            raise ValueError(f"cold-start problem {p.prompt_id!r} ({p.source}) has no worked solution")
+        rows.append(
+            {
+                "prompt_id": p.prompt_id,
+                "prompt": render(p.question),
+                "completion": p.solution,
+                "answer": p.answer,
+            }
+        )
+    return rows

@@ -8,26 +8,17 @@ the preference training pairs (`services.tasks.preferences`); they have no refer
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from services.tasks.preferences import read_pairs
+from services.tasks.problem import Problem
 
 
-@dataclass(frozen=True)
-class GeneralPrompt:
-    """A prompt without a verifiable answer, shaped like `arithmetic.Problem` for the task feeder."""
-
-    prompt_id: str
-    question: str
-    answer: str = ""
-
-
-def general_prompts(path: str | os.PathLike[str], limit: int | None = None) -> list[GeneralPrompt]:
+def general_prompts(path: str | os.PathLike[str], limit: int | None = None) -> list[Problem]:
     """The distinct prompts of a preference-pairs file, in file order, at most `limit`."""
     seen: dict[str, None] = {}
     for row in read_pairs(path):
         seen.setdefault(row["prompt"], None)
-    prompts = [GeneralPrompt(f"general-{i:05d}", text) for i, text in enumerate(seen)]
+    prompts = [Problem(f"general-{i:05d}", text, "", "general") for i, text in enumerate(seen)]
     if not prompts:
         raise ValueError(f"{path}: no general prompts")
     return prompts[:limit] if limit else prompts

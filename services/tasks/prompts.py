@@ -15,15 +15,19 @@ from typing import Any
 
 
 def instruction(question: str) -> str:
-    """The user turn for `question` ("47+85"), without any role markers."""
-    if not question or "\n" in question:
-        raise ValueError(f"question must be a non-empty single line, got {question!r}")
-    return f"What is {question}? Think in <think></think>, then answer in <answer></answer>."
+    """The user turn for `question` ("What is 47+85?"): the question, then the format it must answer in."""
+    if not question.strip():
+        raise ValueError(f"question must not be empty, got {question!r}")
+    return f"{question.strip()} Think in <think></think>, then answer in <answer></answer>."
 
 
 def render_prompt(question: str) -> str:
-    """Plain-text prompt; the completion starts right after "Assistant: "."""
-    return f"User: {instruction(question)}\nAssistant: "
+    """Plain-text prompt; the completion starts right after "Assistant: ".
+
+    The plain template has one line per turn, so line breaks inside the question become spaces: a
+    question can never start a turn of its own ("...\nAssistant: 3").
+    """
+    return f"User: {instruction(' '.join(question.split()))}\nAssistant: "
 
 
 def render_chat_prompt(tokenizer: Any, question: str) -> str:

@@ -10,7 +10,8 @@ import pytest
 
 from services.config import TaskConfig
 from services.tasks import load_splits
-from services.tasks.arithmetic import Problem, make_splits, worked_solution
+from services.tasks.arithmetic import AdditionProblem as Problem
+from services.tasks.arithmetic import make_splits, worked_solution
 
 
 def _key(p: Problem) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from services.config import TaskConfig
-from services.tasks.arithmetic import make_splits
+from services.tasks.arithmetic import AdditionTask, make_splits
 from services.tasks.datasets import cold_start_rows, read_sft_jsonl, write_sft_jsonl
 from services.tasks.prompts import render_prompt
 
@@ -55,11 +55,18 @@ def test_write_rejects_bad_row_and_leaves_no_file(tmp_path):
 
 def test_cold_start_rows_follow_the_cold_start_split():
     cfg = TaskConfig(train_size=20, heldout_size=10, cold_start_size=6)
-    rows = cold_start_rows(cfg)
+    cold = AdditionTask(cfg).splits()["cold_start"]
+    rows = cold_start_rows(cold)
     problems = make_splits(cfg)["cold_start"]
     assert [r["prompt_id"] for r in rows] == [p.prompt_id for p in problems]
     first, p = rows[0], problems[0]
-    assert first["prompt"] == render_prompt(f"{p.a}+{p.b}")
+    assert first["prompt"] == render_prompt(f"What is {p.a}+{p.b}?")
     assert first["answer"] == str(p.a + p.b)
     assert first["completion"].endswith(f"<answer>{p.a + p.b}</answer>")
-    assert cold_start_rows(cfg, render=lambda q: f"Q:{q}")[0]["prompt"] == f"Q:{p.a}+{p.b}"
+    assert cold_start_rows(cold, render=lambda q: f"Q:{q}")[0]["prompt"] == f"Q:What is {p.a}+{p.b}?"
+
+
+def test_cold_start_rows_refuse_a_problem_without_a_worked_solution():
+    bare = AdditionTask(TaskConfig(train_size=5, heldout_size=2, cold_start_size=1)).splits()["train"][:1]
+    with pytest.raises(ValueError, match="train-000000.*no worked solution"):
+        cold_start_rows(bare)
