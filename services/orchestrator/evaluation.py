@@ -2,17 +2,17 @@
 language mixing rate and response length, overall and per prompt source.
 
 Correctness is the task's accuracy scorer (`accuracy` = math-verify, `gym` = the reasoning-gym item's
-own check); a score of 1 is correct (reasoning-gym's partial scores below 1 count as wrong for
-pass@k and maj@k, and at their value in pass@1, the mean score).
+own check); a score of 1 is correct (reasoning-gym's partial scores below 1 count as wrong for pass@k
+and maj@k, and at their value in pass@1, the mean score).
 
-pass@1 is the mean over prompts of the fraction of a prompt's k samples that are correct (the
-unbiased pass@1 estimator of the R1 report). pass@j for j <= n samples is Codex's unbiased
-estimator 1 - C(n-c, j) / C(n, j) averaged over prompts (c correct of n). maj@k takes the most common
-extracted answer per prompt (ties broken by first occurrence) and checks it against the verifier's
-verdict on a sample with that answer. The format rate counts completions that follow the whole template (score 1, also
-under partial credit); the language-mixing rate counts completions whose chain of thought has any word
-outside the target language (R1's "language mixing"), over those the language scorer judged; it is
-absent when no language scorer ran.
+pass@1 is the mean over prompts of the fraction of a prompt's k samples that are correct (the unbiased
+pass@1 estimator of the R1 report). pass@j for j <= n samples is Codex's unbiased estimator 1 - C(n-c,
+j) / C(n, j) averaged over prompts (c correct of n). maj@k takes the most common extracted answer per
+prompt (ties broken by first occurrence) and checks it against the verifier's verdict on a sample with
+that answer. The format rate counts completions that follow the whole template (score 1, also under
+partial credit); the language-mixing rate counts completions whose chain of thought has any word outside
+the target language (R1's "language mixing"), over those the language scorer judged; it is absent when
+no language scorer ran.
 """
 
 from __future__ import annotations
