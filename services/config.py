@@ -81,6 +81,10 @@ class TaskConfig:
     min_digits: int = 2
     # addition: largest number of digits in each operand.
     max_digits: int = 2
+    # addition: digit range of the cold-start pool's operands, [min, max]; unset = the task's own range. A
+    # narrower range (easier problems than RL and the held-out set see) keeps the labelled pool from teaching
+    # the whole held-out distribution, as R1's small cold start does not.
+    cold_start_digits: list[int] | None = None
     # Number of prompts in the RL training split (dataset: at most this many).
     train_size: int = 3000
     # Number of prompts in the held-out evaluation split (never trained on; dataset: at most this many).

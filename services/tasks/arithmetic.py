@@ -11,6 +11,10 @@ Splits are drawn in the order held-out, cold-start, train from one seeded genera
 ``train_size`` never changes the held-out set or the cold-start pool (as long as the draw strategy
 stays the same, see `_draw_pairs`).
 
+``cold_start_digits`` gives the cold-start pool a digit range of its own (say 1-2 digit operands while
+RL and the held-out set use 1-3): then held-out and train are drawn first from the task's range, and the
+pool from its own range with a generator of its own, skipping every pair already drawn.
+
 `worked_solution` writes the chain of thought a cold-start example teaches: column addition from the
 right, one line per column, in the R1 ``<think>...</think><answer>...</answer>`` format. It is kept
 short because the default policy tokenizes characters.
@@ -89,6 +93,11 @@ def validate_task_config(cfg: Any) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"task.{name} must be an integer, got {value!r}")
+    cold = cfg.cold_start_digits
+    if cold is not None and (
+        len(cold) != 2 or not all(isinstance(d, int) for d in cold) or not 1 <= cold[0] <= cold[1]
+    ):
+        raise ValueError(f"task.cold_start_digits must be [min, max] with 1 <= min <= max, got {cold!r}")
     if cfg.min_digits < 1:
         raise ValueError(f"task.min_digits must be >= 1, got {cfg.min_digits}")
     if cfg.max_digits < cfg.min_digits:
@@ -113,6 +122,8 @@ def make_splits(cfg: Any) -> dict[str, list[AdditionProblem]]:
     order.
     """
     validate_task_config(cfg)
+    if cfg.cold_start_digits is not None:
+        return _splits_with_own_cold_start_range(cfg)
     sizes = {"heldout": cfg.heldout_size, "cold_start": cfg.cold_start_size, "train": cfg.train_size}
     rng = random.Random(cfg.seed)
     pairs = _draw_pairs(rng, cfg.min_digits, cfg.max_digits, sum(sizes.values()))
@@ -125,6 +136,27 @@ def make_splits(cfg: Any) -> dict[str, list[AdditionProblem]]:
         prefix = _ID_PREFIX[split]
         splits[split] = [AdditionProblem(f"{prefix}-{i:06d}", a, b) for i, (a, b) in enumerate(chunk)]
     return {name: splits[name] for name in SPLITS}
+
+
+def _splits_with_own_cold_start_range(cfg: Any) -> dict[str, list[AdditionProblem]]:
+    """Held-out then train from the task's digit range, then the pool from `cold_start_digits`."""
+    rng = random.Random(cfg.seed)
+    pairs = _draw_pairs(rng, cfg.min_digits, cfg.max_digits, cfg.heldout_size + cfg.train_size)
+    low, high = cfg.cold_start_digits
+    taken = {(min(a, b), max(a, b)) for a, b in pairs}
+    if cfg.cold_start_size > _num_unordered_pairs(low, high) - len(taken):
+        raise ValueError(
+            f"task.cold_start_size={cfg.cold_start_size} may exceed the {low}..{high} digit problems left "
+            "after held-out and train; lower it or widen task.cold_start_digits"
+        )
+    cold = _draw_pairs(random.Random(f"{cfg.seed}/cold_start"), low, high, cfg.cold_start_size, taken)
+    chunks = {"heldout": pairs[: cfg.heldout_size], "cold_start": cold, "train": pairs[cfg.heldout_size :]}
+    return {
+        split: [
+            AdditionProblem(f"{_ID_PREFIX[split]}-{i:06d}", a, b) for i, (a, b) in enumerate(chunks[split])
+        ]
+        for split in SPLITS
+    }
 
 
 def _operand_range(digits: int) -> tuple[int, int]:
@@ -141,8 +173,10 @@ def _num_unordered_pairs(min_digits: int, max_digits: int) -> int:
     return n * (n + 1) // 2  # pairs {a, b} with a <= b, a == b allowed
 
 
-def _draw_pairs(rng: random.Random, min_digits: int, max_digits: int, count: int) -> list[tuple[int, int]]:
-    """`count` ordered pairs whose unordered versions are all distinct.
+def _draw_pairs(
+    rng: random.Random, min_digits: int, max_digits: int, count: int, exclude: set | frozenset = frozenset()
+) -> list[tuple[int, int]]:
+    """`count` ordered pairs whose unordered versions are all distinct and not in `exclude`.
 
     Rejection sampling picks each operand's digit count uniformly, then the operand, so short operands
     are as common as long ones. When most of the space is requested, rejection would crawl, so the
@@ -150,10 +184,10 @@ def _draw_pairs(rng: random.Random, min_digits: int, max_digits: int, count: int
     """
     if count > _ENUMERATE_ABOVE_FRACTION * _num_unordered_pairs(min_digits, max_digits):
         lo, hi = _operand_range(min_digits)[0], _operand_range(max_digits)[1]
-        space = [(a, b) for a in range(lo, hi + 1) for b in range(a, hi + 1)]
+        space = [(a, b) for a in range(lo, hi + 1) for b in range(a, hi + 1) if (a, b) not in exclude]
         rng.shuffle(space)
         return [(a, b) if rng.random() < 0.5 else (b, a) for a, b in space[:count]]
-    seen: set[tuple[int, int]] = set()
+    seen: set[tuple[int, int]] = set(exclude)
     pairs: list[tuple[int, int]] = []
     while len(pairs) < count:
         a = rng.randint(*_operand_range(rng.randint(min_digits, max_digits)))
@@ -183,7 +217,12 @@ class AdditionTask:
         }
 
     def report(self) -> dict:
-        return {"task": self.name, "digits": [self.cfg.min_digits, self.cfg.max_digits]}
+        digits = [self.cfg.min_digits, self.cfg.max_digits]
+        return {
+            "task": self.name,
+            "digits": digits,
+            "cold_start_digits": list(self.cfg.cold_start_digits or digits),
+        }
 
 
 def _as_problem(p: AdditionProblem, worked: bool) -> Problem:
