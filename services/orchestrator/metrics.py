@@ -18,6 +18,7 @@ CURVES = [
     ("cold_start_sft", "loss", "SFT loss"),
     ("rl", "reward", "RL mean reward"),
     ("rl", "reward_accuracy", "RL accuracy (train rollouts)"),
+    ("rl", "reward_gym", "RL reasoning-gym score (train rollouts)"),
     ("rl", "kl", "KL to reference"),
     ("rl", "clip_frac", "clip fraction"),
     ("rl", "response_len", "response length (tokens)"),

@@ -285,7 +285,7 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
         t_prev = time.perf_counter()
         ctx.metrics.log(stage, step, m)
         bar.update(1)
-        tqdm.write(_step_line(stage, step, steps, m))
+        tqdm.write(_step_line(stage, step, steps, m, ctx.task.accuracy_scorer))
         if step % lc.checkpoint_every == 0 and step < steps:
             ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / f"{stage}-step{step:05d}")))
         if not overlap and step < steps:
@@ -324,13 +324,13 @@ def _running_weights(ctx: StageContext, stage: str, source: str, strict: bool = 
     return {name: w for name, w in weights.items() if name not in down}
 
 
-def _step_line(stage: str, step: int, steps: int, m: dict) -> str:
+def _step_line(stage: str, step: int, steps: int, m: dict, accuracy: str = "accuracy") -> str:
     def f(key: str, fmt: str = ".3f") -> str:
         return format(m[key], fmt) if key in m else "-"
 
     return (
         f"{stage} step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
-        f"acc {f('reward_accuracy')} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
+        f"acc {f('reward_' + accuracy)} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
         f"| len {f('response_len', '.1f')} | {f('groups_per_s', '.2f')} groups/s "
         f"| trained {m.get('groups_trained')} dropped(zero-var) {m.get('dropped_zero_variance', 0)}"
     )
