@@ -22,21 +22,20 @@ from services.config_loader import load_config
 from services.reward.client import RewardClient
 from services.reward.scorer import ScoreInput, make_scorer
 from services.reward.server import build_server
-from services.tasks import load_splits
-from services.tasks.arithmetic import worked_solution
+from services.tasks.arithmetic import make_splits, worked_solution
 from services.tasks.prompts import render_prompt
 
 BATCH, BATCHES = 16, 20  # one group of 16 per call, as a rollout worker sends them
 
 
 def make_items(cfg) -> list[list[ScoreInput]]:
-    problems = load_splits(cfg.task)["train"][: BATCH * BATCHES]
+    problems = make_splits(cfg.task)["train"][: BATCH * BATCHES]
     items = []
     for i, p in enumerate(problems):
         text = worked_solution(p)
         if i % 2:
             text = text.replace(f"<answer>{p.answer}</answer>", f"<answer>{int(p.answer) + 1}</answer>")
-        items.append(ScoreInput(i % BATCH, render_prompt(p.question), text, p.answer, "en"))
+        items.append(ScoreInput(i % BATCH, render_prompt(f"What is {p.question}?"), text, p.answer, "en"))
     return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
 
 
