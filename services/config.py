@@ -95,7 +95,8 @@ class TaskConfig:
     seed: int = 1234
     # Language the reasoning must be written in (ISO 639-1).
     language: str = "en"
-    # dataset: local JSONL or parquet file of problems (read with `datasets`, never from the hub).
+    # dataset: local JSONL or parquet file of problems (parquet read with `datasets`; never from the hub).
+    # Format and the shipped samples: data/tasks/README.md.
     path: str | None = None
     # dataset: separate held-out file; unset = held-out rows chosen by a stable hash of the question.
     heldout_path: str | None = None

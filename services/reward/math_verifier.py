@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
 from services.reward.verify_pool import Verdict, VerifyPool
+from services.tasks.answers import last_boxed  # one definition for references and completions
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
-BOXED = "\\boxed{"
 # Longest answer or reference handed to the parser; real final answers are far shorter.
 MAX_ANSWER_CHARS = 2000
 
@@ -32,23 +32,6 @@ MAX_ANSWER_CHARS = 2000
 def clean_text(text: str) -> str:
     """Replace what is not valid UTF-8 (lone surrogates) with U+FFFD and drop NUL characters."""
     return text.encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last balanced `\\boxed{…}` in `text`, or None."""
-    start = text.rfind(BOXED)
-    if start == -1:
-        return None
-    depth = 0
-    for pos in range(start + len(BOXED) - 1, len(text)):
-        char = text[pos]
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + len(BOXED) : pos]
-    return None
 
 
 def extract_answer(completion: str) -> str | None:

@@ -4,6 +4,8 @@ Public SFT sets (distilled reasoning traces, general chat data) ship as parquet 
 column names; `load_sft_rows` turns one local file into the project's SFT row shape
 (`services.tasks.datasets.SFT_FIELDS`: prompt_id, prompt, completion, answer) so the learner keeps one
 reader. Every returned row is checked, and errors name the file, the 0-based row index and the field.
+`read_records` is the reading underneath, shared with the dataset task (`services.tasks.dataset`), which
+reads its parquet files through it: one place for the rules below.
 
 Local only, never the hub:
 - the path must be an existing file (FileNotFoundError naming it otherwise), checked before `datasets`
@@ -33,6 +35,7 @@ import glob
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -58,36 +61,66 @@ def load_sft_rows(
     else f"{file stem}-{row index}"; `answer` from an "answer" column, "" when absent or null. Other
     columns are ignored. Rows are 0-based over the file's records (blank JSONL lines are not records).
     """
+    if prompt_field == completion_field:
+        raise ValueError(f"prompt_field and completion_field are both {prompt_field!r}; name two columns")
+    records = read_records(
+        path,
+        (prompt_field, completion_field),
+        ("prompt_id", "answer"),
+        limit=limit,
+        cache_dir=cache_dir,
+        hint="pass prompt_field=/completion_field= to read others",
+    )
+    source = Path(path)
+    return [_row(record, i, source, prompt_field, completion_field) for i, record in enumerate(records)]
+
+
+def read_records(
+    path: str | os.PathLike[str],
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    *,
+    limit: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    hint: str = "",
+) -> list[dict[str, Any]]:
+    """The first `limit` records (all when None) of one local JSONL/JSON/parquet file, in file order.
+
+    Each record is a dict of the `required` columns (the file must have them; a null cell comes back
+    as None) and of those `optional` columns the file has; other columns are never converted. `hint`
+    ends the missing-column error (how the caller names other columns). The one reader behind
+    `load_sft_rows` and the dataset task's parquet files, with the safety rules of the module docstring.
+    """
     source = Path(path)
     if not source.is_file():
         what = "a directory, not a file" if source.is_dir() else "no such file"
-        raise FileNotFoundError(f"{source}: {what} (load_sft_rows reads one local file, never the hub)")
+        raise FileNotFoundError(f"{source}: {what} (only one local file is read, never the hub)")
     builder = BUILDERS.get(source.suffix.lower())
     if builder is None:
         raise ValueError(f"{source}: unsupported file type {source.suffix!r}; supported: {sorted(BUILDERS)}")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-    if prompt_field == completion_field:
-        raise ValueError(f"prompt_field and completion_field are both {prompt_field!r}; name two columns")
     if builder == "json" and _blank(source):
         raise ValueError(f"{source}: empty file, no rows")  # `datasets` would say 'Instruction "train" ...'
-
-    records = _load(source, builder, cache_dir, (prompt_field, completion_field), limit)
-    return [_row(record, i, source, prompt_field, completion_field) for i, record in enumerate(records)]
+    return _load(source, builder, cache_dir, tuple(required), tuple(optional), limit, hint)
 
 
 def _load(
     source: Path,
     builder: str,
     cache_dir: str | os.PathLike[str] | None,
-    required: tuple[str, str],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
     limit: int | None,
+    hint: str,
 ) -> list[dict[str, Any]]:
-    """The first `limit` records of `source` as dicts of the SFT columns, read by the packaged `builder`."""
+    """The first `limit` records of `source` as dicts of the wanted columns, read by `builder`."""
     try:
         import datasets
     except ImportError as e:
-        raise ImportError("load_sft_rows needs the `datasets` package: pip install datasets") from e
+        raise ImportError(
+            "reading local dataset files needs the `datasets` package: pip install datasets"
+        ) from e
 
     temp = tempfile.TemporaryDirectory(prefix="r1forge-datasets-") if cache_dir is None else nullcontext()
     with temp as temp_dir:
@@ -109,12 +142,12 @@ def _load(
             if name not in ds.column_names:
                 raise ValueError(
                     f"{source}: row 0: missing field {name!r} (the file has no such column; its columns are "
-                    f"{ds.column_names}; pass prompt_field=/completion_field= to read others)"
+                    f"{ds.column_names}{'; ' + hint if hint else ''})"
                 )
         if limit is not None and limit < len(ds):
             ds = ds.select(range(limit))
         # Convert only the columns used: a file's other columns (chat transcripts, metadata) can be large.
-        wanted = [c for c in ds.column_names if c in (*required, "prompt_id", "answer")]
+        wanted = [c for c in ds.column_names if c in (*required, *optional)]
         for name in wanted:
             if isinstance(ds.features[name], datasets.Json):
                 raise _mixed_column_error(source, name)

@@ -45,3 +45,31 @@ def test_bad_input_fails_fast_naming_the_problem(r1forge, overrides, must_name):
         )
     assert "Traceback" not in result.stdout  # errors go to stderr, the last stdout line stays meaningful
     r1forge.assert_nothing_left_behind(result)
+
+
+GOOD_ROW = '{"question": "Tom has 3 apples and buys 2 more. How many now?", "answer": "3+2 = 5\\n#### 5"}'
+
+
+@pytest.mark.parametrize(
+    "second_line, must_name",
+    [
+        # Line 2 is not JSON: the file and line are named, and that it is not JSON.
+        ('{"question": "Q?", "answer": ', ["bad.jsonl:2", "not valid JSON"]),
+        # Line 2 lacks the answer field: the file, line and field are named, with the setting to change.
+        ('{"question": "Q?", "label": "4"}', ["bad.jsonl:2", "missing field 'answer'", "task.answer_field="]),
+    ],
+    ids=["dataset-malformed-row", "dataset-missing-answer"],
+)
+def test_bad_dataset_file_fails_naming_file_line_and_field(r1forge, tmp_path, second_line, must_name):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(f"{GOOD_ROW}\n{second_line}\n")
+    overrides = ["task=dataset", f"task.path={path}"]
+    result = r1forge(overrides, timeout_s=DEADLINE_S)
+    assert result.returncode != 0, f"r1forge {overrides} exited 0:\n{result.output[-3000:]}"
+    assert str(path) in result.output, result.output[-3000:]
+    for text in must_name:
+        assert text in result.output, (
+            f"{text!r} not in the output of r1forge {overrides}:\n{result.output[-3000:]}"
+        )
+    assert "Traceback" not in result.output  # a user error: one line, no traceback
+    r1forge.assert_nothing_left_behind(result)
