@@ -192,13 +192,20 @@ class GymTask:
 
 def _problem(name: str, split: str, index: int, entry: dict) -> Problem:
     safe = json_safe(entry)
+    try:
+        metadata_json = json.dumps(safe)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"reasoning-gym dataset {name!r} made an entry the gym scorer cannot receive (not JSON: {exc}); "
+            "pick another dataset in task.gym_name/task.gym_weights"
+        ) from exc
     return Problem(
         prompt_id=f"{name}-{split}-{index:06d}",
         question=safe["question"],
         answer=_answer_text(safe),
         source=name,
         solution=cold_start_solution(safe) if split == "cold_start" else "",
-        metadata_json=json.dumps(safe),
+        metadata_json=metadata_json,
     )
 
 
