@@ -116,7 +116,8 @@ class TaskConfig:
     source: str | None = None
     # gym: reasoning-gym dataset name, e.g. "basic_arithmetic", "chain_sum", "gsm_symbolic", "countdown".
     gym_name: str | None = None
-    # gym: a weighted mix instead of one dataset, name -> weight (its share of every split).
+    # gym: a weighted mix instead of one dataset, name -> weight (its share of every split), e.g.
+    # task.gym_name=null +task.gym_weights.chain_sum=1 +task.gym_weights.basic_arithmetic=1.
     gym_weights: dict[str, float] = field(default_factory=dict)
     # gym: keyword arguments of each dataset's config, name -> {arg: value}, e.g.
     # +task.gym_kwargs.chain_sum={max_terms: 3}.
@@ -211,9 +212,9 @@ class RewardConfig:
     timeout_s: float = 30.0
     # Attempts per Score call; only UNAVAILABLE is retried.
     max_attempts: int = 3
-    # Hard per-item time budget of the math verifier; a verifier process past it is killed.
+    # Hard per-item time budget of the math verifier and the gym scorer; a verifier process past it is killed.
     verify_timeout_s: float = 2.0
-    # Verifier worker processes per math service.
+    # Verifier worker processes per math (accuracy) or gym service.
     verify_workers: int = 2
     # Largest gRPC message either side accepts, in bytes.
     max_message_bytes: int = 16 * 1024 * 1024

@@ -90,6 +90,10 @@ def make_scorer(name: str, cfg: Any) -> Scorer:
         from services.reward.math_verifier import MathVerifierScorer
 
         return MathVerifierScorer(num_workers=cfg.verify_workers, timeout_s=cfg.verify_timeout_s)
+    if name == "gym":
+        from services.reward.gym_scorer import GymScorer
+
+        return GymScorer(num_workers=cfg.verify_workers, timeout_s=cfg.verify_timeout_s)
     if name == "format":
         from services.reward.format_checker import FormatScorer
 

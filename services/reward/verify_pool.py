@@ -1,4 +1,4 @@
-"""A small pool of math-verifier processes with a hard per-item time budget.
+"""A small pool of verifier processes with a hard per-item time budget.
 
 Why processes and not threads: math-verify's own timeout is SIGALRM, which only works on the main
 thread of the main interpreter, and some inputs (power towers such as `2^2^2^2^2^2`) hang inside
@@ -6,11 +6,18 @@ sympy regardless. A thread cannot be stopped; a process can. So each item is sen
 process, and a worker that has not answered within `timeout_s` is killed (SIGKILL) and replaced; the
 item gets `ScoreStatus.TIMEOUT`, never a made-up 0.
 
+The pool is not tied to math-verify: it runs any worker module that speaks the protocol below, so the
+reasoning-gym scorer (`gym_worker`, whose `score_answer` can hang in sympy too) shares this machinery,
+its time budget and its TIMEOUT/ERROR semantics instead of a copy of them. The protocol: the worker
+writes {"ready": true} once warmed up, then answers each request line with one reply line,
+{"equal": bool} (1.0 or 0.0), {"score": float in [0, 1]} or {"error": "<reason>"}.
+
 How it is built:
-* Workers are plain subprocesses (`python -m services.reward.verify_worker`) speaking JSON lines on
-  stdin/stdout. Not `multiprocessing`: its spawn and forkserver start methods re-import the parent's
-  `__main__` in every child (an orchestrator's torch import would land in every verifier), and fork
-  is unsafe in a process that runs gRPC threads. JSON also keeps pickle out of the pipe.
+* Workers are plain subprocesses (`python -m <worker_module>`, by default
+  `services.reward.verify_worker`) speaking JSON lines on stdin/stdout. Not `multiprocessing`: its
+  spawn and forkserver start methods re-import the parent's `__main__` in every child (an
+  orchestrator's torch import would land in every verifier), and fork is unsafe in a process that
+  runs gRPC threads. JSON also keeps pickle out of the pipe.
 * Slots, not threads, are pooled: a queue holds one entry per slot, either a live worker or `None`
   ("start one when needed"). The pool therefore starts lazily (no process until the first item),
   and a worker that could not be started leaves an empty slot behind instead of shrinking the pool
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import select
@@ -63,12 +71,12 @@ class WorkerGone(Exception):
 class _Worker:
     """One verifier subprocess and the parent's ends of its pipes."""
 
-    def __init__(self, memory_limit_bytes: int) -> None:
+    def __init__(self, worker_module: str, memory_limit_bytes: int) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         env.setdefault("OMP_NUM_THREADS", "1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", WORKER_MODULE, f"--memory-limit-bytes={memory_limit_bytes}"],
+            [sys.executable, "-m", worker_module, f"--memory-limit-bytes={memory_limit_bytes}"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -116,8 +124,24 @@ class _Worker:
                 pass  # A broken pipe to a dead process; nothing left to flush.
 
 
+def reply_verdict(reply: dict) -> Verdict:
+    """The Verdict of a worker's reply line: {"equal": bool}, {"score": float in [0, 1]} or {"error": ...}."""
+    if "equal" in reply:
+        return Verdict(ScoreStatus.OK, 1.0 if reply["equal"] else 0.0)
+    if "score" in reply:
+        score = reply["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            return Verdict(ScoreStatus.ERROR, 0.0, f"verifier returned a non-number score {score!r}")
+        if not 0.0 <= score <= 1.0:
+            return Verdict(ScoreStatus.ERROR, 0.0, f"verifier returned a score {score!r} outside [0, 1]")
+        return Verdict(ScoreStatus.OK, float(score))
+    return Verdict(ScoreStatus.ERROR, 0.0, str(reply.get("error", reply)))
+
+
 class VerifyPool:
-    """`num_workers` verifier processes; `run(answer, reference)` returns a Verdict within ~`timeout_s`."""
+    """`num_workers` processes of `worker_module`; `request(message)` (or, for the math verifier,
+    `run(answer, reference)`) returns a Verdict within ~`timeout_s`. `label` names the verifier in
+    error details ("math verifier", "reasoning-gym verifier")."""
 
     def __init__(
         self,
@@ -125,12 +149,16 @@ class VerifyPool:
         timeout_s: float,
         memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
         start_timeout_s: float = 60.0,
+        worker_module: str = WORKER_MODULE,
+        label: str = "math verifier",
     ) -> None:
         if num_workers < 1:
             raise ValueError(f"reward.verify_workers must be at least 1, got {num_workers}")
         if timeout_s <= 0:
             raise ValueError(f"reward.verify_timeout_s must be positive, got {timeout_s}")
         self.num_workers = num_workers
+        self.worker_module = worker_module
+        self.label = label
         self._timeout_s = float(timeout_s)
         self._memory_limit_bytes = memory_limit_bytes
         self._start_timeout_s = start_timeout_s
@@ -145,56 +173,60 @@ class VerifyPool:
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-spawner")
 
     def run(self, answer: str, reference: str) -> Verdict:
-        """Verify `answer` against `reference` in a worker process; thread-safe."""
+        """Verify `answer` against `reference` (the math verifier's request); thread-safe."""
+        return self.request({"answer": answer, "reference": reference})
+
+    def request(self, message: dict) -> Verdict:
+        """Send the JSON-ready `message` to a worker process and return its Verdict; thread-safe."""
         worker = self._slots.get()
         healthy = False
         try:
             if self._closed:
-                return Verdict(ScoreStatus.ERROR, 0.0, "math verifier is shut down")
+                return Verdict(ScoreStatus.ERROR, 0.0, f"{self.label} is shut down")
             if worker is None:
                 worker = self._spawn()
-            verdict, healthy = self._ask(worker, answer, reference)
+            verdict, healthy = self._ask(worker, message)
             return verdict
         except OSError as exc:  # The process could not be started (out of memory, fd limits).
-            logger.error("could not start a math verifier process: %s", exc)
-            return Verdict(ScoreStatus.ERROR, 0.0, f"could not start a math verifier process: {exc}")
+            logger.error("could not start a %s process: %s", self.label, exc)
+            return Verdict(ScoreStatus.ERROR, 0.0, f"could not start a {self.label} process: {exc}")
         finally:
             if worker is not None and not healthy:
                 self._retire(worker)
                 worker = None
             self._slots.put(worker)
 
-    def _ask(self, worker: _Worker, answer: str, reference: str) -> tuple[Verdict, bool]:
+    def _ask(self, worker: _Worker, message: dict) -> tuple[Verdict, bool]:
         """Send one item to `worker`; return the verdict and whether the worker may be reused."""
         try:
             worker.wait_ready(self._start_timeout_s)
         except (TimeoutError, WorkerGone, ValueError) as exc:
-            detail = f"math verifier process failed to start: {exc}"
+            detail = f"{self.label} process failed to start: {exc}"
             return Verdict(ScoreStatus.ERROR, 0.0, self._closed_or(detail)), False
         started = time.monotonic()
         try:
-            worker.send({"answer": answer, "reference": reference})
+            worker.send(message)
             reply = worker.read_line(self._timeout_s)
         except (WorkerGone, ValueError) as exc:
-            detail = f"math verifier process died on this input ({exc})"
+            detail = f"{self.label} process died on this input ({exc})"
             return Verdict(ScoreStatus.ERROR, 0.0, self._closed_or(detail)), False
         if reply is None:
-            logger.warning("math verifier passed its %gs budget; killing it", self._timeout_s)
+            logger.warning("%s passed its %gs budget; killing it", self.label, self._timeout_s)
             detail = f"verification took longer than reward.verify_timeout_s={self._timeout_s:g}s"
             return Verdict(ScoreStatus.TIMEOUT, 0.0, detail), False
         logger.debug("verified in %.3fs", time.monotonic() - started)
-        if "equal" in reply:
-            return Verdict(ScoreStatus.OK, 1.0 if reply["equal"] else 0.0), True
-        return Verdict(ScoreStatus.ERROR, 0.0, str(reply.get("error", reply))), True
+        if not isinstance(reply, dict):
+            return Verdict(ScoreStatus.ERROR, 0.0, f"{self.label} sent {reply!r}"), False
+        return reply_verdict(reply), True
 
     def _closed_or(self, detail: str) -> str:
-        return "math verifier is shut down" if self._closed else detail
+        return f"{self.label} is shut down" if self._closed else detail
 
     def _spawn(self) -> _Worker:
         with self._lock:
             if self._closed:
-                raise OSError("math verifier is shut down")
-            worker = self._spawner.submit(_Worker, self._memory_limit_bytes).result()
+                raise OSError(f"{self.label} is shut down")
+            worker = self._spawner.submit(_Worker, self.worker_module, self._memory_limit_bytes).result()
             self._live.add(worker)
             return worker
 

@@ -11,26 +11,19 @@ timeout of its own: math-verify's SIGALRM timeouts are switched off (`parsing_ti
 would turn "could not verify" into a silent score of 0. Errors are raised instead of swallowed
 (`raise_on_error=True`) for the same reason.
 
-The worker also protects the machine on its own:
-* an address-space limit (`--memory-limit-bytes`), so that a power tower that tries to build a
-  gigabyte-sized integer gets MemoryError instead of eating the run's memory;
-* on Linux, PR_SET_PDEATHSIG, so a worker stuck in sympy dies with its parent instead of spinning on.
+The JSON-lines loop, the ready line, the address-space limit and PR_SET_PDEATHSIG are shared with
+the other verifier workers (`worker_process.serve`).
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
 import json
 import logging
-import os
-import resource
-import signal
-import sys
 
 from math_verify import parse, verify
 
-_PR_SET_PDEATHSIG = 1
+from services.reward.worker_process import serve
+
 _MAX_DETAIL_CHARS = 200
 
 
@@ -57,37 +50,13 @@ def handle_line(line: str) -> dict[str, object]:
         return {"error": f"{type(exc).__name__}: {str(exc)[:_MAX_DETAIL_CHARS]}"}
 
 
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _limit_memory(memory_limit_bytes: int) -> None:
-    if memory_limit_bytes > 0:
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = memory_limit_bytes if hard == resource.RLIM_INFINITY else min(hard, memory_limit_bytes)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+def warm_up() -> None:
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled" is on purpose.
+    verify_answer("1", "1")  # The first call builds math-verify's grammars; keep it out of item budgets.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--memory-limit-bytes", type=int, default=0, help="address-space cap; 0 = none")
-    args = parser.parse_args(argv)
-    # The protocol owns the original stdout; anything a library prints goes to stderr instead.
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="ascii")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the parent, which stops us.
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled" is on purpose.
-    verify_answer("1", "1")  # The first call builds math-verify's grammars; keep it out of item budgets.
-    _limit_memory(args.memory_limit_bytes)
-    out.write(json.dumps({"ready": True}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        out.write(json.dumps(handle_line(line)) + "\n")
-        out.flush()
+    serve(__doc__.splitlines()[0], handle_line, warm_up, argv)
 
 
 if __name__ == "__main__":

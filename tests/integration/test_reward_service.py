@@ -245,3 +245,43 @@ def test_language_service_scores_code_switched_reasoning(tmp_path: Path) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=30.0)
+
+
+def test_gym_service_scores_a_reasoning_gym_entry(tmp_path: Path) -> None:
+    """`python -m services.reward --scorer gym`: the entry crosses gRPC in metadata_json and its own
+    dataset judges the answer; a hanging countdown check ends as TIMEOUT and the service keeps serving."""
+    import json
+
+    import reasoning_gym
+
+    from services.tasks.gym import json_safe
+
+    proc, address = start_service(tmp_path, "--scorer", "gym", "--port", "0", "reward.verify_timeout_s=2")
+    try:
+        wait_healthy(address, timeout_s=30.0)
+        chain = json_safe(reasoning_gym.create_dataset("chain_sum", seed=5, size=1)[0])
+        countdown = json_safe(reasoning_gym.create_dataset("countdown", seed=5, size=1)[0])
+
+        def gym_item(i: int, answer: str, entry: dict) -> ScoreInput:
+            completion = f"<think>work</think><answer>{answer}</answer>"
+            return ScoreInput(i, entry["question"], completion, str(entry["answer"]), "en", json.dumps(entry))
+
+        batch = [
+            gym_item(0, chain["answer"], chain),
+            gym_item(1, str(int(chain["answer"]) + 1), chain),
+            gym_item(2, "9**9**9**9", countdown),
+            gym_item(3, countdown["answer"], countdown),
+        ]
+        with RewardClient(address, cfg(timeout_s=30.0)) as client:
+            results = client.score(batch)
+        assert [(r.status, r.value) for r in results] == [
+            (ScoreStatus.OK, 1.0),
+            (ScoreStatus.OK, 0.0),
+            (ScoreStatus.TIMEOUT, 0.0),
+            (ScoreStatus.OK, 1.0),
+        ]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30.0) == 0
+    finally:
+        proc.kill()
+        proc.wait()
