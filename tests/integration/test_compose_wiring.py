@@ -68,3 +68,19 @@ def test_orchestrator_overrides_compose():
         service = COMPOSE["services"][host]
         assert service["command"][service["command"].index("--port") + 1] == port, name
         assert service["command"][service["command"].index("--scorer") + 1] == name
+
+
+def test_gym_profile_override_composes():
+    # The documented recipe: R1FORGE_ARGS="task=gym +reward.addresses.gym=reward-gym:50054" --profile gym.
+    header = (ROOT / "docker-compose.yml").read_text().splitlines()
+    recipe = next(line for line in header if "--profile gym" in line)
+    extra = shlex.split(recipe.split('R1FORGE_ARGS="')[1].split('"')[0])
+    command = COMPOSE["services"]["orchestrator"]["command"]
+    inner = shlex.split(command)[2]
+    args = [_expand(a).replace("$${R1FORGE_REWARD_TOKEN}", TOKEN) for a in shlex.split(inner)]
+    cfg = load_config([a for a in args[1:] if "=" in a and not a.startswith("$")] + extra)
+    check_config(cfg)
+    assert "gym" in cfg.reward.scorers
+    gym = COMPOSE["services"]["reward-gym"]
+    assert gym["profiles"] == ["gym"]
+    assert cfg.reward.addresses.gym.split(":")[1] == gym["command"][gym["command"].index("--port") + 1]
