@@ -93,6 +93,10 @@ def validate_task_config(cfg: Any) -> None:
         value = getattr(cfg, name)
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"task.{name} must be an integer, got {value!r}")
+    if cfg.cold_start_solution not in SOLUTIONS:
+        raise ValueError(
+            f"task.cold_start_solution must be one of {list(SOLUTIONS)}, got {cfg.cold_start_solution!r}"
+        )
     cold = cfg.cold_start_digits
     if cold is not None and (
         len(cold) != 2 or not all(isinstance(d, int) for d in cold) or not 1 <= cold[0] <= cold[1]
@@ -201,7 +205,8 @@ def _draw_pairs(
 
 class AdditionTask:
     """The `Task` over `make_splits`: every problem is asked as "What is a+b?" and verified by math-verify;
-    cold-start problems carry their `worked_solution`."""
+    cold-start problems carry their `worked_solution`, or with `cold_start_solution="answer"` the sum alone
+    (`answer_solution`)."""
 
     name = "addition"
     accuracy_scorer = "accuracy"
@@ -212,7 +217,10 @@ class AdditionTask:
 
     def splits(self) -> dict[str, list[Problem]]:
         return {
-            split: [_as_problem(p, worked=split == "cold_start") for p in problems]
+            split: [
+                _as_problem(p, self.cfg.cold_start_solution if split == "cold_start" else "")
+                for p in problems
+            ]
             for split, problems in make_splits(self.cfg).items()
         }
 
@@ -222,9 +230,18 @@ class AdditionTask:
             "task": self.name,
             "digits": digits,
             "cold_start_digits": list(self.cfg.cold_start_digits or digits),
+            "cold_start_solution": self.cfg.cold_start_solution,
         }
 
 
-def _as_problem(p: AdditionProblem, worked: bool) -> Problem:
-    solution = worked_solution(p) if worked else ""
+def answer_solution(problem: AdditionProblem) -> str:
+    """The cold-start completion without reasoning: "<think>47+85</think><answer>132</answer>"."""
+    return f"<think>{problem.question}</think><answer>{problem.answer}</answer>"
+
+
+SOLUTIONS = {"worked": worked_solution, "answer": answer_solution}
+
+
+def _as_problem(p: AdditionProblem, solution: str) -> Problem:
+    solution = SOLUTIONS[solution](p) if solution else ""
     return Problem(p.prompt_id, f"What is {p.question}?", p.answer, "addition", solution)
