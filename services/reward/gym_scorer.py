@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from services.reward.math_verifier import MAX_ANSWER_CHARS, clean_text, extract_answer
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
-from services.reward.verify_pool import Verdict, VerifyPool
+from services.reward.verify_pool import VerifyPool, score_on_pool
 
 GYM_WORKER_MODULE = "services.reward.gym_worker"
 
@@ -78,21 +78,7 @@ class GymScorer:
         self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="gym-verify")
 
     def score(self, items: list[ScoreInput]) -> list[ScoreResult]:
-        prepared = [precheck(item) for item in items]
-        pending = {
-            i: self._executor.submit(self.pool.request, job)
-            for i, job in enumerate(prepared)
-            if isinstance(job, dict)
-        }
-        results = []
-        for i, item in enumerate(items):
-            job = prepared[i]
-            if isinstance(job, ScoreResult):
-                results.append(job)
-            else:
-                verdict: Verdict = pending[i].result()
-                results.append(ScoreResult(item.sample_index, verdict.value, verdict.status, verdict.detail))
-        return results
+        return score_on_pool(items, precheck, self.pool, self._executor)
 
     def close(self) -> None:
         self.pool.close()

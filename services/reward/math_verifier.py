@@ -21,7 +21,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
-from services.reward.verify_pool import Verdict, VerifyPool
+from services.reward.verify_pool import VerifyPool, score_on_pool
 from services.tasks.answers import last_boxed  # one definition for references and completions
 
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -45,8 +45,8 @@ def extract_answer(completion: str) -> str | None:
     return None if boxed is None else boxed.strip()
 
 
-def precheck(item: ScoreInput) -> ScoreResult | tuple[str, str]:
-    """Either a final result that needs no parsing, or the (answer, reference) pair to verify."""
+def precheck(item: ScoreInput) -> ScoreResult | dict:
+    """Either a final result that needs no parsing, or the worker request {answer, reference} to verify."""
     reference = clean_text(item.answer).strip()
     if not reference:
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, "no reference answer (answer is empty)")
@@ -61,7 +61,7 @@ def precheck(item: ScoreInput) -> ScoreResult | tuple[str, str]:
     if len(answer) > MAX_ANSWER_CHARS:
         detail = f"answer too long ({len(answer)} > {MAX_ANSWER_CHARS} chars)"
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
-    return clean_text(answer), reference
+    return {"answer": clean_text(answer), "reference": reference}
 
 
 class MathVerifierScorer:
@@ -75,21 +75,7 @@ class MathVerifierScorer:
         self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="math-verify")
 
     def score(self, items: list[ScoreInput]) -> list[ScoreResult]:
-        prepared = [precheck(item) for item in items]
-        pending = {
-            i: self._executor.submit(self.pool.run, *job)
-            for i, job in enumerate(prepared)
-            if isinstance(job, tuple)
-        }
-        results = []
-        for i, item in enumerate(items):
-            job = prepared[i]
-            if isinstance(job, ScoreResult):
-                results.append(job)
-            else:
-                verdict: Verdict = pending[i].result()
-                results.append(ScoreResult(item.sample_index, verdict.value, verdict.status, verdict.detail))
-        return results
+        return score_on_pool(items, precheck, self.pool, self._executor)
 
     def close(self) -> None:
         self.pool.close()

@@ -39,12 +39,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from services.reward.scorer import ScoreStatus
+from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
 
 logger = logging.getLogger(__name__)
 
@@ -249,3 +250,27 @@ class VerifyPool:
         self._spawner.shutdown(wait=False)
         for worker in workers:
             worker.kill()
+
+
+def score_on_pool(
+    items: list[ScoreInput],
+    precheck: Callable[[ScoreInput], ScoreResult | dict],
+    pool: VerifyPool,
+    executor: ThreadPoolExecutor,
+) -> list[ScoreResult]:
+    """Score `items` with a pool-backed verifier: `precheck(item)` either settles an item at once (a
+    ScoreResult) or returns the request for a worker; requests run in parallel on `executor` (one thread
+    per worker process, each blocking on its item's pipe). Results come back in item order."""
+    prepared = [precheck(item) for item in items]
+    pending = {
+        i: executor.submit(pool.request, job) for i, job in enumerate(prepared) if isinstance(job, dict)
+    }
+    results = []
+    for i, item in enumerate(items):
+        job = prepared[i]
+        if isinstance(job, ScoreResult):
+            results.append(job)
+        else:
+            verdict: Verdict = pending[i].result()
+            results.append(ScoreResult(item.sample_index, verdict.value, verdict.status, verdict.detail))
+    return results
