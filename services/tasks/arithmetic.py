@@ -148,7 +148,9 @@ def _splits_with_own_cold_start_range(cfg: Any) -> dict[str, list[AdditionProble
     pairs = _draw_pairs(rng, cfg.min_digits, cfg.max_digits, cfg.heldout_size + cfg.train_size)
     low, high = cfg.cold_start_digits
     taken = {(min(a, b), max(a, b)) for a, b in pairs}
-    if cfg.cold_start_size > _num_unordered_pairs(low, high) - len(taken):
+    lo, hi = _operand_range(low)[0], _operand_range(high)[1]
+    taken_in_range = sum(lo <= a and b <= hi for a, b in taken)
+    if cfg.cold_start_size > _num_unordered_pairs(low, high) - taken_in_range:
         raise ValueError(
             f"task.cold_start_size={cfg.cold_start_size} may exceed the {low}..{high} digit problems left "
             "after held-out and train; lower it or widen task.cold_start_digits"

@@ -147,3 +147,32 @@ def test_load_splits_rejects_unknown_task_name():
         load_splits(TaskConfig(train_size=5, heldout_size=2, cold_start_size=1))["train"][0].prompt_id
         == "train-000000"
     )
+
+
+def test_cold_start_digits_give_the_pool_its_own_range_disjoint_from_the_rest():
+    cfg = TaskConfig(min_digits=1, max_digits=3, cold_start_digits=[1, 2], train_size=400, heldout_size=50)
+    splits = make_splits(cfg)
+    assert all(len(str(p.a)) <= 2 and len(str(p.b)) <= 2 for p in splits["cold_start"])
+    assert max(max(len(str(p.a)), len(str(p.b))) for p in splits["train"]) == 3
+    keys = {name: {_key(p) for p in problems} for name, problems in splits.items()}
+    assert not keys["cold_start"] & (keys["train"] | keys["heldout"])
+    assert make_splits(cfg) == splits
+    # Held-out and train do not depend on the pool's range.
+    other = make_splits(replace(cfg, cold_start_digits=[1, 1], cold_start_size=10))
+    assert other["heldout"] == splits["heldout"] and other["train"] == splits["train"]
+
+
+@pytest.mark.parametrize("digits", [[0, 2], [2, 1], [1], [1, 2, 3]])
+def test_bad_cold_start_digits_are_named(digits):
+    with pytest.raises(ValueError, match=re.escape("task.cold_start_digits")):
+        make_splits(replace(TaskConfig(), cold_start_digits=digits))
+
+
+def test_answer_only_cold_start_shows_the_sum_without_reasoning():
+    from services.tasks.arithmetic import AdditionTask
+
+    cfg = TaskConfig(train_size=5, heldout_size=2, cold_start_size=3, cold_start_solution="answer")
+    for p, raw in zip(AdditionTask(cfg).splits()["cold_start"], make_splits(cfg)["cold_start"]):
+        assert p.solution == f"<think>{raw.a}+{raw.b}</think><answer>{raw.a + raw.b}</answer>"
+    with pytest.raises(ValueError, match="task.cold_start_solution"):
+        AdditionTask(replace(cfg, cold_start_solution="essay"))
