@@ -85,8 +85,9 @@ class TaskConfig:
     # narrower range (easier problems than RL and the held-out set see) keeps the labelled pool from teaching
     # the whole held-out distribution, as R1's small cold start does not.
     cold_start_digits: list[int] | None = None
-    # addition: what the cold-start pool's completions show: "worked" (column addition, one line per column)
-    # or "answer" (the sum alone: labels without reasoning, which RL must then turn into a skill).
+    # addition: what the cold-start pool's completions show: "worked" (column addition, one line per column),
+    # "answer" (the sum alone, no reasoning) or "mixed" (half each: two ways to answer, one of which a small
+    # policy cannot carry out reliably; RL can learn which one to use, imitation copies the mix).
     cold_start_solution: str = "worked"
     # Number of prompts in the RL training split (dataset: at most this many).
     train_size: int = 3000

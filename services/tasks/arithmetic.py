@@ -241,7 +241,13 @@ def answer_solution(problem: AdditionProblem) -> str:
     return f"<think>{problem.question}</think><answer>{problem.answer}</answer>"
 
 
-SOLUTIONS = {"worked": worked_solution, "answer": answer_solution}
+def mixed_solution(problem: AdditionProblem) -> str:
+    """Either kind, alternating over the pool by problem index: even ones worked, odd ones the bare sum."""
+    index = int(problem.prompt_id.rsplit("-", 1)[1])
+    return worked_solution(problem) if index % 2 == 0 else answer_solution(problem)
+
+
+SOLUTIONS = {"worked": worked_solution, "answer": answer_solution, "mixed": mixed_solution}
 
 
 def _as_problem(p: AdditionProblem, solution: str) -> Problem:
