@@ -32,6 +32,8 @@ OVERRIDES = [
     "task.train_size=24",
     "task.heldout_size=8",
     "task.cold_start_size=13",
+    # Worked solutions only (the default task mixes in bare sums): the template below assumes them.
+    "task.cold_start_solution=worked",
     f"learner.sft_steps={SFT_STEPS}",
     f"learner.rl_steps={RL_STEPS}",
     f"learner.prompts_per_step={PROMPTS_PER_STEP}",

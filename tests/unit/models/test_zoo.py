@@ -120,9 +120,12 @@ def test_a_deepseek_shape_field_gets_its_own_directory(tmp_path):
 
 
 def test_tiny_deepseek_brings_its_longer_cold_start_and_the_command_line_still_wins():
-    # Its SFT loss plateaus until step ~300 (README), so the zoo entry sets 600 cold-start steps.
-    assert load_config([]).learner.sft_steps == 300
-    assert load_config(["model=tiny-deepseek"]).learner.sft_steps == 600
+    # Its SFT loss plateaus until step ~300 (README), so the zoo entry sets 600 cold-start steps; the default
+    # task (configs/task/addition.yaml) sets its own, longer cold start, which comes later and wins.
+    assert load_config(["task=gym"]).learner.sft_steps == 300
+    assert load_config(["model=tiny-deepseek", "task=gym"]).learner.sft_steps == 600
+    assert load_config([]).learner.sft_steps == 1000
+    assert load_config(["model=tiny-deepseek"]).learner.sft_steps == 1000
     assert load_config(["model=tiny-deepseek", "learner.sft_steps=7"]).learner.sft_steps == 7
     assert load_config(["learner.sft_steps=7", "model=tiny-deepseek"]).learner.sft_steps == 7
     assert load_config(["model=tiny-deepseek", "pipeline=r1"]).model.name == "tiny-deepseek"
