@@ -103,6 +103,48 @@ def test_documented_overrides_compose_and_pass_check(overrides):
         assert node == yaml.safe_load(value), key  # "0" and 0.0 are the same kl_coef
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # The task examples in the README (a group choice first, then keys of the tree).
+        ["task=dataset", "task.path=data/tasks/gsm8k_sample.jsonl"],
+        [
+            "task=dataset",
+            "task.path=data/tasks/math_sample.jsonl",
+            "task.question_field=problem",
+            "task.answer_field=solution",
+        ],  # fmt: skip
+        ["task=gym", "task.gym_name=chain_sum"],
+        [
+            "task=gym",
+            "task.gym_name=null",
+            "+task.gym_weights.chain_sum=1",
+            "+task.gym_weights.basic_arithmetic=1",
+        ],  # fmt: skip
+        ["task=addition", "task.cold_start_solution=worked", "learner.sft_steps=300", "learner.rl_steps=40"],
+    ],
+)
+def test_documented_task_examples_compose_and_pass_check(overrides):
+    from omegaconf import OmegaConf
+
+    from services.orchestrator.pipeline import check_task_scorers
+    from services.tasks import load_task
+
+    cfg = load_config(overrides)
+    check_config(cfg)
+    assert cfg.task.name == overrides[0].split("=")[1]
+    for item in overrides[1:]:
+        key, value = item.lstrip("+").split("=", 1)
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == yaml.safe_load(value), key
+    task_cfg = OmegaConf.to_object(cfg.task)
+    if task_cfg.path:  # the README's paths are relative to the repository root
+        task_cfg.path = str(Path(__file__).resolve().parents[2] / task_cfg.path)
+    check_task_scorers(load_task(task_cfg), cfg.reward)  # the shipped files load and the scorer runs
+
+
 def test_documented_override_types():
     cfg = load_config(["rollout.group_size=64", "learner.kl_coef=0"])
     assert cfg.rollout.group_size == 64 and isinstance(cfg.rollout.group_size, int)
