@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-from services.reward.math_verifier import MAX_ANSWER_CHARS, clean_text, extract_answer
+from services.reward.math_verifier import completion_answer
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
 from services.reward.verify_pool import VerifyPool, score_on_pool
 
@@ -51,15 +51,8 @@ def precheck(item: ScoreInput) -> ScoreResult | dict:
     entry = entry_of(item.metadata_json)
     if isinstance(entry, str):
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, entry)
-    answer = extract_answer(item.completion)
-    if answer is None:
-        return ScoreResult(item.sample_index, 0.0, ScoreStatus.OK, "no <answer> block or \\boxed{} found")
-    if not answer:
-        return ScoreResult(item.sample_index, 0.0, ScoreStatus.OK, "empty answer")
-    if len(answer) > MAX_ANSWER_CHARS:
-        detail = f"answer too long ({len(answer)} > {MAX_ANSWER_CHARS} chars)"
-        return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
-    return {"answer": clean_text(answer), "entry": entry}
+    answer = completion_answer(item)
+    return answer if isinstance(answer, ScoreResult) else {"answer": answer, "entry": entry}
 
 
 class GymScorer:

@@ -53,6 +53,13 @@ def precheck(item: ScoreInput) -> ScoreResult | dict:
     if len(reference) > MAX_ANSWER_CHARS:
         detail = f"reference answer too long ({len(reference)} > {MAX_ANSWER_CHARS} chars)"
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
+    answer = completion_answer(item)
+    return answer if isinstance(answer, ScoreResult) else {"answer": answer, "reference": reference}
+
+
+def completion_answer(item: ScoreInput) -> ScoreResult | str:
+    """The completion's final answer, cleaned, or the result that settles the item without a verifier: a
+    missing or empty answer is a real 0.0 (the policy did not answer), an over-long one an error."""
     answer = extract_answer(item.completion)
     if answer is None:
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.OK, "no <answer> block or \\boxed{} found")
@@ -61,7 +68,7 @@ def precheck(item: ScoreInput) -> ScoreResult | dict:
     if len(answer) > MAX_ANSWER_CHARS:
         detail = f"answer too long ({len(answer)} > {MAX_ANSWER_CHARS} chars)"
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
-    return {"answer": clean_text(answer), "reference": reference}
+    return clean_text(answer)
 
 
 class MathVerifierScorer:
