@@ -268,6 +268,9 @@ class LearnerConfig:
     sft_batch_size: int = 32
     # Save a checkpoint every this many RL steps (the final one is always saved).
     checkpoint_every: int = 20
+    # An RL stage fails the run (exit non-zero) when more than this share of its issued groups was lost
+    # to failures (dead-lettered, scoring failed, malformed); one that trained no group always fails.
+    max_failed_share: float = 0.1
     # Torch threads the learner may use (independent of the one logical Ray CPU the actor reserves).
     num_threads: int = 2
     # MoE policies with a router correction bias (DeepSeek-V3): aux-loss-free load balancing, each expert's
@@ -297,6 +300,29 @@ class RedisConfig:
     claim_idle_s: float = 60.0
     # Seconds every Redis command may take before it fails.
     socket_timeout_s: float = 10.0
+    # Seconds a client keeps retrying (with backoff) a command whose connection broke, e.g. while the
+    # supervisor restarts the embedded Redis.
+    reconnect_s: float = 30.0
+    # fsync policy of the embedded Redis's append-only file: "everysec" (a killed server loses nothing it
+    # acknowledged) or "always" (a crashed machine neither).
+    appendfsync: str = "everysec"
+
+
+@dataclass
+class SupervisorConfig:
+    # Health-check the reward services and the embedded Redis and restart what died (see
+    # services/orchestrator/supervisor.py).
+    enabled: bool = True
+    # Seconds between health-check rounds.
+    interval_s: float = 1.0
+    # Seconds one health check may take.
+    check_timeout_s: float = 3.0
+    # Failed checks in a row before a running but unresponsive service is restarted (a dead one: at once).
+    unhealthy_after: int = 3
+    # Restarts per service before the run fails naming it.
+    max_restarts: int = 3
+    # Seconds before the first restart of an incident; doubles with each restart.
+    backoff_s: float = 0.5
 
 
 @dataclass
@@ -456,6 +482,8 @@ class R1ForgeConfig:
     redis: RedisConfig = field(default_factory=RedisConfig)
     # Where the services run: a local or an existing Ray cluster.
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    # Health checks and restarts of the services the run owns.
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     # Held-out evaluation.
     eval: EvalConfig = field(default_factory=EvalConfig)
     # The reward_model stage: Bradley-Terry training of the helpfulness/harmlessness reward model.
@@ -504,6 +532,10 @@ def check_config(cfg) -> None:
     ]
     if cfg.rollout.engine not in ENGINES:
         errors.append(f"rollout.engine={cfg.rollout.engine!r}: choose one of {list(ENGINES)}")
+    if cfg.redis.appendfsync not in ("always", "everysec"):
+        errors.append(f"redis.appendfsync={cfg.redis.appendfsync!r}: choose one of ['always', 'everysec']")
+    if not 0.0 <= cfg.learner.max_failed_share <= 1.0:
+        errors.append(f"learner.max_failed_share={cfg.learner.max_failed_share}: must be between 0 and 1")
     if cfg.rollout.group_size < 2:
         errors.append(
             f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 completions per prompt"

@@ -3,11 +3,14 @@
 Two pure steps, split so each can be tested on its own:
 
 1. `select_groups` applies the learner's admission rules and counts every group it drops, by reason.
-   A group trains at most once (`duplicate`), only within the staleness bound (`stale`), only when
+   A group trains at most once (`duplicate`); a dead-letter marker (its task could not be done, see
+   `services.rollout.worker`) is counted as `dead_lettered`; a group trains only within the
+   staleness bound (`stale`), only when
    every completion was scored (`failed`: "could not score" is never "scored 0", and a group is never
    trained partially), only when it carries a learning signal (`zero_variance`: equal rewards give
    all-zero advantages), and only when it is well formed (`malformed`: an empty prompt, fewer than two
-   completions, or log-probs that do not match the token ids, which would crash or misalign the step).
+   completions, log-probs that do not match the token ids, which would crash or misalign the step, or
+   completions of more than one policy version).
 2. `build_batch` turns the kept groups into right-padded `[N, T]` tensors, one row per completion,
    prompt + completion, with the behaviour log-probs placed on the completion positions so that
    position t of every tensor refers to token t (see `services.learner.logprobs`).
@@ -25,13 +28,9 @@ from torch import Tensor
 
 from services.learner.grpo import group_advantages
 from services.pb import rollout_pb2
+from services.transport.names import group_key
 
-DROP_REASONS = ("duplicate", "stale", "malformed", "failed", "zero_variance")
-
-
-def group_key(task_id: rollout_pb2.TaskId) -> str:
-    """Stable key of a group (and of the task it came from): `run_id/prompt_id/epoch`."""
-    return f"{task_id.run_id}/{task_id.prompt_id}/{task_id.epoch}"
+DROP_REASONS = ("duplicate", "dead_lettered", "stale", "malformed", "failed", "zero_variance")
 
 
 @dataclass
@@ -49,6 +48,8 @@ def _drop_reason(
 ) -> str | None:
     if key in seen:
         return "duplicate"
+    if group.dead_letter_reason:
+        return "dead_lettered"
     if current_version - group.policy_version > max_staleness:
         return "stale"
     completions = group.completions
@@ -56,6 +57,7 @@ def _drop_reason(
         not group.prompt_token_ids
         or len(completions) < 2
         or any(len(c.logprobs) != len(c.completion_token_ids) for c in completions)
+        or any(c.policy_version != group.policy_version for c in completions)
     ):
         return "malformed"
     if any(c.status != rollout_pb2.REWARD_STATUS_OK for c in completions):

@@ -39,13 +39,21 @@ class LearnerService:
             from services.transport.streams import StreamQueue
 
             client = connect(
-                redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s
+                redis_url,
+                password=redis_cfg.password,
+                socket_timeout_s=redis_cfg.socket_timeout_s,
+                reconnect_s=redis_cfg.reconnect_s,
             )
             self.groups = StreamQueue.from_config(
                 client, redis_cfg, groups_stream, "readers", rollout_pb2.ScoredGroup
             )
             self.groups.ensure_group()
         self._sft_iter = None
+        # The stage's accounting: the outcome of every group id received (trained or a drop reason),
+        # extra copies of ids already settled, and each dead-lettered id's reason.
+        self.outcomes: dict[str, str] = {}
+        self.duplicate_copies = 0
+        self.dead_letter_reasons: dict[str, str] = {}
         self._is_moe = bool(getattr(self.trainer.model.config, "n_routed_experts", 0))
 
     def policy_version(self) -> int:
@@ -143,8 +151,7 @@ class LearnerService:
             if self._is_moe:
                 metrics.update(self._expert_load(batch))
             metrics.update(self.trainer.step(batch))
-        for key, reason in selection.dropped_keys:
-            log.debug("dropped group %s: %s", key, reason)
+        self._account(groups, selection)
         self.groups.ack([d.entry_id for d in deliveries])
         metrics.update(
             groups_trained=len(selection.groups),
@@ -153,6 +160,30 @@ class LearnerService:
             step_s=time.perf_counter() - t0,
         )
         return metrics
+
+    def _account(self, groups: list[rollout_pb2.ScoredGroup], selection) -> None:
+        from services.transport.names import group_key
+
+        for g in selection.groups:
+            self.outcomes[group_key(g.id)] = "trained"
+        for key, reason in selection.dropped_keys:
+            log.debug("dropped group %s: %s", key, reason)
+            if reason == "duplicate":
+                self.duplicate_copies += 1
+            else:
+                self.outcomes[key] = reason
+        for g in groups:
+            if g.dead_letter_reason and self.outcomes.get(group_key(g.id)) == "dead_lettered":
+                self.dead_letter_reasons[group_key(g.id)] = g.dead_letter_reason
+
+    def accounting(self) -> dict:
+        """What became of every group id this learner received: {id: outcome}, duplicate copies, and
+        the reason of each dead-lettered id."""
+        return {
+            "outcomes": dict(self.outcomes),
+            "duplicate_copies": self.duplicate_copies,
+            "dead_letter_reasons": dict(self.dead_letter_reasons),
+        }
 
     def _expert_load(self, batch) -> dict:
         """MoE routing of this step's sequences (before the update): tokens per expert, balance per layer."""

@@ -97,6 +97,8 @@ def run_pipeline(cfg) -> dict:
         # The version of the run's final policy (after sft_control the workers hold the control's weights).
         "policy_version": load_checkpoint_meta(ctx.policy_dir)["policy_version"],
         "final_checkpoint": ctx.policy_dir,
+        # Services the supervisor restarted: each incident's error and seconds until healthy again.
+        "restarts": runtime.supervisor.report() if runtime.supervisor is not None else {},
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

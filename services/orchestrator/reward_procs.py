@@ -21,6 +21,8 @@ READY = re.compile(r"REWARD_SERVICE_READY name=(\S+) address=(\S+)")
 class RewardProcesses:
     def __init__(self) -> None:
         self.procs: dict[str, subprocess.Popen] = {}
+        self.cmds: dict[str, list[str]] = {}
+        self.addresses: dict[str, str] = {}
 
     def start(self, scorers: list[str], overrides: list[str], timeout_s: float) -> dict[str, str]:
         """Start one process per scorer; return scorer name -> address once all are ready."""
@@ -28,13 +30,39 @@ class RewardProcesses:
         for name in scorers:
             if name in self.procs:
                 raise ValueError(f"reward service {name!r} is already running in this run")
-            cmd = [sys.executable, "-m", "services.reward", "--scorer", name, "--port", "0", *overrides]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1)
-            self.procs[name] = new[name] = proc
+            self.cmds[name] = [sys.executable, "-m", "services.reward", "--scorer", name, "--port", "{port}"]
+            self.cmds[name] += overrides
+            self.procs[name] = new[name] = _spawn(self.cmds[name], port=0)
         for name, proc in new.items():
-            addresses[name] = _wait_ready(name, proc, timeout_s)
+            addresses[name] = self.addresses[name] = _wait_ready(name, proc, timeout_s)
             log.info("reward service %s ready at %s (pid %d)", name, addresses[name], proc.pid)
         return addresses
+
+    def check(self, name: str, timeout_s: float, token: str | None, tls_ca: str | None) -> str | None:
+        """None when service `name` runs and answers SERVING; else what is wrong ("exited ..." if dead)."""
+        from services.transport.grpc_utils import wait_healthy
+
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            return f"exited with code {proc.returncode}"
+        try:
+            wait_healthy(self.addresses[name], timeout_s, token=token, tls_ca=tls_ca)
+        except (TimeoutError, PermissionError) as e:
+            return str(e)
+        return None
+
+    def restart(self, name: str, timeout_s: float) -> str:
+        """Kill service `name` (if still there) and start it again on the same address, so that clients
+        reconnect without being told; returns the address."""
+        old = self.procs[name]
+        if old.poll() is None:
+            old.kill()  # SIGKILL also ends a stopped (SIGSTOP) process
+        old.wait()
+        port = int(self.addresses[name].rsplit(":", 1)[1])
+        self.procs[name] = proc = _spawn(self.cmds[name], port)
+        address = _wait_ready(name, proc, timeout_s)
+        log.warning("reward service %s restarted at %s (pid %d)", name, address, proc.pid)
+        return address
 
     def stop(self, grace_s: float = 5.0) -> None:
         for proc in self.procs.values():
@@ -46,6 +74,12 @@ class RewardProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+        self.addresses.clear()
+
+
+def _spawn(cmd: list[str], port: int) -> subprocess.Popen:
+    argv = [str(port) if arg == "{port}" else arg for arg in cmd]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1)
 
 
 def _wait_ready(name: str, proc: subprocess.Popen, timeout_s: float) -> str:

@@ -1,7 +1,8 @@
 """Bring up what a pipeline runs on: Redis, the reward services, Ray and the rollout worker actors.
 
-A supervisor over a flat tree: the driver owns the embedded Redis and the reward processes, Ray owns
-the actors. Every start-up step has a deadline and fails with an error that names the service, and
+A flat tree: the driver owns the embedded Redis and the reward processes, which its `Supervisor`
+health-checks and restarts (services/orchestrator/supervisor.py); Ray owns and restarts the actors.
+Every start-up step has a deadline and fails with an error that names the service, and
 `close()` tears everything down in reverse order, also on errors and Ctrl-C.
 """
 
@@ -12,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from services.orchestrator.reward_procs import RewardProcesses, bring_up, check_given
+from services.orchestrator.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ class Runtime:
     _rewards: RewardProcesses = field(default_factory=RewardProcesses)
     _ray_started: bool = False
     _generation: int = 0  # bumped by restart_workers, so new actors never collide with dying ones' names
+    supervisor: Supervisor | None = None
 
     def start(self, model_dir: str, workers: bool = True) -> Runtime:
         """Bring everything up; `workers=False` skips the rollout workers (no stage samples)."""
@@ -36,6 +39,7 @@ class Runtime:
             self._start_ray()
             if workers:
                 self._start_workers(model_dir)
+            self._start_supervisor()
         except BaseException:
             self.close()
             raise
@@ -49,9 +53,34 @@ class Runtime:
             connect(rcfg.url, password=rcfg.password, socket_timeout_s=rcfg.socket_timeout_s).close()
             self.redis_url = rcfg.url
         else:
-            self._redis = EmbeddedRedis(password=rcfg.password)
+            self._redis = EmbeddedRedis(password=rcfg.password, appendfsync=rcfg.appendfsync)
             self.redis_url = self._redis.start()
         log.info("redis at %s", self.redis_url.split("@")[-1])
+
+    def _start_supervisor(self) -> None:
+        """Watch what this run started: its reward processes and its embedded Redis."""
+        sc = self.cfg.supervisor
+        if not sc.enabled:
+            return
+        self.supervisor = Supervisor(sc)
+        if self._redis is not None:
+            self.supervisor.watch("redis", self._redis.check, self._redis.restart)
+        for name in self._rewards.procs:
+            self._watch_reward(name)
+        self.supervisor.start()
+
+    def _watch_reward(self, name: str) -> None:
+        rw, sc, procs = self.cfg.reward, self.cfg.supervisor, self._rewards
+        self.supervisor.watch(
+            f"reward service {name}",
+            lambda: procs.check(name, sc.check_timeout_s, rw.token, rw.get("tls_ca")),
+            lambda: procs.restart(name, self.cfg.launcher.start_timeout_s),
+        )
+
+    def raise_if_failed(self) -> None:
+        """Fail the run, naming the service, when the supervisor has given one up."""
+        if self.supervisor is not None:
+            self.supervisor.raise_if_failed()
 
     def _check_given_rewards(self) -> None:
         rw = self.cfg.reward
@@ -76,6 +105,8 @@ class Runtime:
             self._rewards, self.cfg.reward, [name], self.cfg.launcher.start_timeout_s, overrides
         )[name]
         self.reward_addresses[name] = address
+        if self.supervisor is not None:
+            self._watch_reward(name)
         ray.get([w.add_reward_service.remote(name, address) for w in self.workers])
         return address
 
@@ -149,6 +180,9 @@ class Runtime:
 
     def close(self) -> None:
         import ray
+
+        if self.supervisor is not None:  # first, or it would restart what is being stopped
+            self.supervisor.stop()
 
         for w in self.workers:
             try:

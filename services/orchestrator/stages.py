@@ -23,7 +23,7 @@ from services.orchestrator.metrics import MetricsLog
 from services.orchestrator.runtime import Runtime
 from services.pb import rollout_pb2
 from services.rollout.scoring import reward_weights
-from services.rollout.worker import GROUP_READERS, groups_stream_for
+from services.transport.names import GROUP_READERS, group_key, groups_stream_for
 
 log = logging.getLogger(__name__)
 # The shipped helpfulness/harmlessness preference pairs (tools/make_preferences.py writes them); their
@@ -56,7 +56,10 @@ class StageContext:
         rc = self.cfg.redis
         if self.redis is None:  # one connection for the whole run, opened on first use
             self.redis = connect(
-                self.runtime.redis_url, password=rc.password, socket_timeout_s=rc.socket_timeout_s
+                self.runtime.redis_url,
+                password=rc.password,
+                socket_timeout_s=rc.socket_timeout_s,
+                reconnect_s=rc.reconnect_s,
             )
         q = StreamQueue.from_config(self.redis, rc, stream, group, message_cls)
         q.ensure_group()
@@ -102,16 +105,15 @@ def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, pro
 
     deadline = time.monotonic() + timeout_s
     while (left := prompts.outstanding()) > 0:
+        ctx.runtime.raise_if_failed()
         if time.monotonic() > deadline:
             raise TimeoutError(f"{left} prompt tasks still outstanding after {timeout_s:.0f}s of rollouts")
         refs = [w.rollout.remote(chunk) for w in ctx.runtime.workers]
         for worker, ref in zip(ctx.runtime.workers, refs):
             try:
                 done = ray.get(ref)
-            except ray.exceptions.RayActorError as e:
-                log.warning(
-                    "rollout worker died (%s); Ray restarts it and its pending tasks are reclaimed", e
-                )
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+                log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks", e)
                 _resync_restarted(ctx, worker)
                 continue
             if progress is not None:
@@ -119,9 +121,22 @@ def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, pro
 
 
 def _resync_restarted(ctx: StageContext, worker) -> None:
-    """A restarted worker re-ran __init__ with the initial weights and services: give it the current ones."""
+    """A restarted worker re-ran __init__ with the initial weights and services: once it answers again
+    (Ray restarts it within its max_restarts), give it the current ones."""
     import ray
 
+    timeout = ctx.cfg.launcher.start_timeout_s
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ray.get(worker.ready.remote(), timeout=min(30.0, timeout))
+            break
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            if time.monotonic() > deadline:  # e.g. out of restarts: then Ray says the actor is dead
+                raise RuntimeError(
+                    f"a rollout worker did not come back within {timeout:.0f}s of dying; last error: {e}"
+                ) from e
+            time.sleep(1.0)
     ray.get([worker.add_reward_service.remote(n, a) for n, a in ctx.runtime.reward_addresses.items()])
     if getattr(ctx.runtime, "last_weights", None):
         ann, payload = ctx.runtime.last_weights
@@ -258,10 +273,13 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
     counts = _split(n, [share for _, share in feeders])
     timeout = cfg.launcher.start_timeout_s + 60 * n
 
+    issued: set[str] = set()
+
     def issue() -> None:
         for (feeder, _), count in zip(feeders, counts):
             for task in feeder.next_tasks(count, cfg.rollout.group_size, ctx.policy_version):
                 prompts.add(task)
+                issued.add(group_key(task.id))
 
     def drive() -> None:
         drive_rollouts(ctx, prompts, timeout, chunk=n)
@@ -277,6 +295,7 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
         if overlap and step < steps:  # async: sample the next batch with the current weights meanwhile
             issue()
             background = pool.submit(drive)
+        ctx.runtime.raise_if_failed()
         m = ray.get(learner.train_step.remote(n, timeout))
         if background is not None:
             background.result()
@@ -294,17 +313,70 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
     bar.close()
     pool.shutdown()
     ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / stage)))
-    trained = ray.get(learner.trained_group_ids.remote())
+    books = account(issued, ray.get(learner.accounting.remote()))
     ray.kill(learner)
     ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, stage
     ctx.results[f"{stage}_steps"] = steps
     ctx.results[f"{stage}_wall_s"] = round(time.perf_counter() - t_stage, 1)
+    ctx.results[f"{stage}_accounting"] = books
+    log.info("%s accounting: %s", stage, {k: v for k, v in books.items() if k != "dead_letter_reasons"})
+    check_accounting(stage, books, lc.max_failed_share)
     return {
         "checkpoint": ckpt,
         "steps": steps,
-        "groups_trained": len(trained),
+        "groups_trained": books["trained"],
         "policy_version": ctx.policy_version,
+        "accounting": books,
     }
+
+
+# Outcomes that mean a group was lost to a failure rather than dropped for a training reason.
+FAILED_OUTCOMES = ("dead_lettered", "failed", "malformed")
+
+
+def account(issued: set[str], learner_books: dict) -> dict:
+    """Every issued id in exactly one state: trained, dropped by reason, dead-lettered, or pending
+    (never reached the learner). Ids the learner got that were never issued are counted as `unknown`."""
+    outcomes = learner_books["outcomes"]
+    dropped: dict[str, int] = {}
+    trained = dead = 0
+    for key in issued & outcomes.keys():
+        outcome = outcomes[key]
+        if outcome == "trained":
+            trained += 1
+        elif outcome == "dead_lettered":
+            dead += 1
+        else:
+            dropped[outcome] = dropped.get(outcome, 0) + 1
+    reasons = learner_books["dead_letter_reasons"]
+    return {
+        "issued": len(issued),
+        "trained": trained,
+        "dropped": dict(sorted(dropped.items())),
+        "dead_lettered": dead,
+        "pending": len(issued - outcomes.keys()),
+        "unknown": len(outcomes.keys() - issued),
+        "duplicate_copies": learner_books["duplicate_copies"],
+        "dead_letter_reasons": {k: reasons[k] for k in sorted(reasons)[:20]},
+    }
+
+
+def check_accounting(stage: str, books: dict, max_failed_share: float) -> None:
+    """Fail the stage (and the run) when it trained nothing, or lost too many groups to failures."""
+    failed = books["dead_lettered"] + sum(books["dropped"].get(r, 0) for r in FAILED_OUTCOMES)
+    summary = (
+        f"issued {books['issued']}, trained {books['trained']}, dropped {books['dropped']}, "
+        f"dead-lettered {books['dead_lettered']}, pending {books['pending']}"
+    )
+    if books["trained"] == 0:
+        raise RuntimeError(f"stage {stage!r} trained no group ({summary})")
+    if failed > max_failed_share * books["issued"]:
+        example = next(iter(books["dead_letter_reasons"].values()), "")
+        raise RuntimeError(
+            f"stage {stage!r} lost {failed} of {books['issued']} groups to failures, more than "
+            f"learner.max_failed_share={max_failed_share} ({summary})"
+            + (f"; e.g. {example}" if example else "")
+        )
 
 
 def weights_by_source(ctx: StageContext, stage: str, problems: list, strict: bool = True) -> dict[str, dict]:
@@ -332,8 +404,14 @@ def _step_line(stage: str, step: int, steps: int, m: dict, accuracy: str = "accu
         f"{stage} step {step}/{steps} v{m.get('policy_version')} | reward {f('reward')} "
         f"acc {f('reward_' + accuracy)} fmt {f('reward_format')} | kl {f('kl', '.4f')} clip {f('clip_frac')} "
         f"| len {f('response_len', '.1f')} | {f('groups_per_s', '.2f')} groups/s "
-        f"| trained {m.get('groups_trained')} dropped(zero-var) {m.get('dropped_zero_variance', 0)}"
+        f"| trained {m.get('groups_trained')} dropped {_dropped(m)}"
     )
+
+
+def _dropped(m: dict) -> str:
+    """Every non-zero drop reason of a step, e.g. "zero_variance 2, dead_lettered 1" (or "0")."""
+    parts = [f"{k.removeprefix('dropped_')} {v}" for k, v in m.items() if k.startswith("dropped_") and v]
+    return ", ".join(parts) or "0"
 
 
 def sample_groups(
@@ -373,12 +451,33 @@ def sample_groups(
     drive_rollouts(ctx, prompts, cfg.launcher.start_timeout_s + 10 * len(problems), chunk=32, progress=bar)
     bar.close()
     groups: list[rollout_pb2.ScoredGroup] = []
-    while len(groups) < len(problems):
-        got = out.read("orchestrator", len(problems) - len(groups), 1.0)
+    seen: set[str] = set()
+    dead: dict[str, str] = {}
+    while len(seen) < len(problems):
+        got = out.read("orchestrator", len(problems) - len(seen), 1.0)
         if not got:
-            raise RuntimeError(f"{stage}: {len(problems) - len(groups)} groups missing from {stream!r}")
-        groups += [d.message for d in got]
+            raise RuntimeError(f"{stage}: {len(problems) - len(seen)} groups missing from {stream!r}")
+        for d in got:
+            key = group_key(d.message.id)
+            if key in seen:  # a redone task's second copy
+                continue
+            seen.add(key)
+            if d.message.dead_letter_reason:
+                dead[key] = d.message.dead_letter_reason
+            else:
+                groups.append(d.message)
         out.ack([d.entry_id for d in got])
+    if dead:
+        log.warning(
+            "%s: %d of %d tasks dead-lettered, e.g. %s",
+            stage,
+            len(dead),
+            len(problems),
+            next(iter(dead.values())),
+        )
+        ctx.results.setdefault("dead_lettered", {})[stage] = ctx.results.get("dead_lettered", {}).get(
+            stage, 0
+        ) + len(dead)
     return groups
 
 

@@ -112,7 +112,7 @@ class Completion(_message.Message):
     def __init__(self, sample_index: _Optional[int] = ..., text: _Optional[str] = ..., completion_token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[float]] = ..., rewards: _Optional[_Iterable[_Union[RewardComponent, _Mapping]]] = ..., total_reward: _Optional[float] = ..., status: _Optional[_Union[RewardStatus, str]] = ..., policy_version: _Optional[int] = ..., finish_reason: _Optional[str] = ..., top_logprobs: _Optional[_Iterable[_Union[TopLogprobs, _Mapping]]] = ...) -> None: ...
 
 class ScoredGroup(_message.Message):
-    __slots__ = ("id", "prompt", "prompt_token_ids", "completions", "policy_version", "worker_id", "generate_s", "score_s", "source", "answer", "stage")
+    __slots__ = ("id", "prompt", "prompt_token_ids", "completions", "policy_version", "worker_id", "generate_s", "score_s", "source", "answer", "stage", "dead_letter_reason")
     ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class ScoredGroup(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ANSWER_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTER_REASON_FIELD_NUMBER: _ClassVar[int]
     id: TaskId
     prompt: str
     prompt_token_ids: _containers.RepeatedScalarFieldContainer[int]
@@ -135,7 +136,8 @@ class ScoredGroup(_message.Message):
     source: str
     answer: str
     stage: str
-    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., policy_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., generate_s: _Optional[float] = ..., score_s: _Optional[float] = ..., source: _Optional[str] = ..., answer: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
+    dead_letter_reason: str
+    def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., policy_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., generate_s: _Optional[float] = ..., score_s: _Optional[float] = ..., source: _Optional[str] = ..., answer: _Optional[str] = ..., stage: _Optional[str] = ..., dead_letter_reason: _Optional[str] = ...) -> None: ...
 
 class WeightsAnnouncement(_message.Message):
     __slots__ = ("policy_version", "format", "num_bytes", "sha256")

@@ -3,8 +3,15 @@
 One worker owns one sampling engine. The orchestrator runs it as a Ray actor; Ray runs one actor
 method at a time, so `update_weights` can never interleave with `rollout`: every group is sampled by
 exactly one policy version, recorded on each completion. A task is acknowledged only after its group
-is in the groups stream, so a worker that dies mid-task leaves the task pending, and another worker (or
-this one after a restart) reclaims it with XAUTOCLAIM and redoes it under the same id.
+is in the groups stream, so a worker that dies mid-task leaves the task pending, and this one after a
+restart (its first read recovers its own pending tasks) or another worker (XAUTOCLAIM) redoes it under
+the same id.
+
+A group whose scoring failed (a reward service down, timed out or erroring) is never emitted: its task
+is released for immediate redelivery and redone whole, and on its `redis.max_deliveries`-th failure it
+is dead-lettered with the reason. Every dead-lettered task (also a poison task that crashed workers too
+often) leaves a marker group carrying `dead_letter_reason` in its stage's groups stream, so the readers
+waiting for that stage's groups account for it instead of waiting.
 """
 
 from __future__ import annotations
@@ -16,18 +23,19 @@ from concurrent.futures import ThreadPoolExecutor
 from services.pb import rollout_pb2
 from services.reward.scorer import SCORER_NAMES
 from services.rollout.engine import SamplingSpec, make_engine
-from services.rollout.scoring import apply_scores, task_weights
+from services.rollout.scoring import apply_scores, status_name, task_weights
+from services.transport.names import GROUP_READERS, group_key, groups_stream_for
 
 log = logging.getLogger(__name__)
 
 
-# Consumer group of every reader of a groups stream (learner, eval and rejection-sampling collectors).
-GROUP_READERS = "readers"
-
-
-def groups_stream_for(base: str, stage: str) -> str:
-    """RL groups go to the learner's stream; other stages (eval, rejection sampling) get their own."""
-    return base if stage in ("", "rl") else f"{base}:{stage}"
+def scoring_failure(group: rollout_pb2.ScoredGroup) -> str | None:
+    """Why the group could not be scored (the first non-OK reward component), or None if it was."""
+    for c in group.completions:
+        for r in c.rewards:
+            if r.status != rollout_pb2.REWARD_STATUS_OK:
+                return f"{r.name} {status_name(r.status)}: {r.detail}"
+    return None
 
 
 class RolloutWorker:
@@ -55,17 +63,23 @@ class RolloutWorker:
         self.engine = make_engine(rollout_cfg.engine, model_dir, rollout_cfg)
         self.policy_version = load_checkpoint_meta(model_dir)["policy_version"]  # 0 for a plain HF dir
         self.redis = connect(
-            redis_url, password=redis_cfg.password, socket_timeout_s=redis_cfg.socket_timeout_s
+            redis_url,
+            password=redis_cfg.password,
+            socket_timeout_s=redis_cfg.socket_timeout_s,
+            reconnect_s=redis_cfg.reconnect_s,
         )
-        self.prompts = self._queue(redis_cfg.prompts_stream, "rollout", rollout_pb2.PromptTask)
+        self.prompts = self._queue(
+            redis_cfg.prompts_stream, "rollout", rollout_pb2.PromptTask, self._emit_dead_letter
+        )
+        self._recovered = False  # the first read also takes this worker's own pending tasks back
         self.outputs: dict = {}  # groups stream name -> StreamQueue, created on first use
         self.clients = {name: RewardClient(addr, reward_cfg) for name, addr in reward_addresses.items()}
         self.pool = ThreadPoolExecutor(max_workers=len(SCORER_NAMES))  # one call per scorer in flight
 
-    def _queue(self, stream: str, group: str, message_cls):
+    def _queue(self, stream: str, group: str, message_cls, on_dead_letter=None):
         from services.transport.streams import StreamQueue
 
-        q = StreamQueue.from_config(self.redis, self.redis_cfg, stream, group, message_cls)
+        q = StreamQueue.from_config(self.redis, self.redis_cfg, stream, group, message_cls, on_dead_letter)
         q.ensure_group()
         return q
 
@@ -92,7 +106,13 @@ class RolloutWorker:
 
     def rollout(self, max_tasks: int, block_s: float | None = None) -> int:
         """Process up to `max_tasks` tasks (one batched generate); return how many groups were emitted."""
-        deliveries = self.prompts.read(self.worker_id, max_tasks, block_s or self.cfg.read_block_s)
+        deliveries = []
+        if not self._recovered:
+            deliveries = self.prompts.recover(self.worker_id, max_tasks)
+            self._recovered = len(deliveries) < max_tasks
+        if len(deliveries) < max_tasks:
+            block = 0 if deliveries else block_s or self.cfg.read_block_s
+            deliveries += self.prompts.read(self.worker_id, max_tasks - len(deliveries), block)
         if not deliveries:
             return 0
         tasks = [d.message for d in deliveries]
@@ -103,10 +123,41 @@ class RolloutWorker:
                     f"{task.id.prompt_id} needs v{task.min_policy_version}: weights were not synced"
                 )
         groups = self.sample_and_score(tasks)
+        emitted = 0
         for delivery, group in zip(deliveries, groups):
-            self._queue_for(group.stage).add(group)
-            self.prompts.ack([delivery.entry_id])
-        return len(groups)
+            failure = scoring_failure(group)
+            if failure is None:
+                self._queue_for(group.stage).add(group)
+                self.prompts.ack([delivery.entry_id])
+                emitted += 1
+            elif delivery.deliveries >= self.redis_cfg.max_deliveries:
+                reason = f"scoring failed on all {delivery.deliveries} deliveries; last: {failure}"
+                self.prompts.dead_letter(delivery, reason)
+            else:
+                log.warning(
+                    "worker %s: scoring task %s failed (%s); released for redelivery %d of %d",
+                    self.worker_id,
+                    group_key(delivery.message.id),
+                    failure,
+                    delivery.deliveries + 1,
+                    self.redis_cfg.max_deliveries,
+                )
+                self.prompts.release([delivery.entry_id])
+        return emitted
+
+    def _emit_dead_letter(self, task: rollout_pb2.PromptTask, reason: str) -> None:
+        """The marker group of a dead-lettered task: its id and reason, no completions."""
+        marker = rollout_pb2.ScoredGroup(
+            id=task.id,
+            prompt=task.prompt,
+            policy_version=self.policy_version,
+            worker_id=self.worker_id,
+            source=task.source,
+            answer=task.answer,
+            stage=task.stage,
+            dead_letter_reason=reason,
+        )
+        self._queue_for(task.stage).add(marker)
 
     def _queue_for(self, stage: str):
         stream = groups_stream_for(self.redis_cfg.groups_stream, stage)

@@ -66,7 +66,10 @@ if os.getppid() != parent:
 sys.exit(0)
 """
 
-# Redis settings of the embedded server: loopback only, nothing written to disk.
+# Redis settings of the embedded server: loopback only, no snapshots, an append-only file in its private
+# directory, so that a server restarted on the same port (`restart`) has every write it acknowledged.
+# Redis writes the AOF before it replies, so `everysec` loses nothing to a killed server process;
+# `always` also fsyncs each write (it survives the machine's crash too).
 _CONFIG = """\
 bind 127.0.0.1
 port {port}
@@ -74,9 +77,11 @@ dir {dir}
 protected-mode yes
 daemonize no
 save ""
-appendonly no
+appendonly yes
+appendfsync {appendfsync}
 logfile {logfile}
 """
+APPENDFSYNC = ("always", "everysec")
 
 
 def redis_server_binary() -> str:
@@ -103,7 +108,16 @@ def _free_port() -> int:
 class EmbeddedRedis:
     """A private redis-server on 127.0.0.1:<free port>, stopped on `stop()`, exit, or our death."""
 
-    def __init__(self, password: str | None = None, start_timeout_s: float = 15.0, start_attempts: int = 3):
+    def __init__(
+        self,
+        password: str | None = None,
+        start_timeout_s: float = 15.0,
+        start_attempts: int = 3,
+        appendfsync: str = "everysec",
+    ):
+        if appendfsync not in APPENDFSYNC:
+            raise ValueError(f"redis.appendfsync={appendfsync!r}: choose one of {list(APPENDFSYNC)}")
+        self.appendfsync = appendfsync
         self.password = password
         self.start_timeout_s = start_timeout_s
         self.start_attempts = start_attempts
@@ -140,7 +154,7 @@ class EmbeddedRedis:
         assert self._tmp is not None
         tmp = Path(self._tmp.name)
         logfile = tmp / f"redis-{port}.log"
-        conf = _CONFIG.format(port=port, dir=tmp, logfile=logfile)
+        conf = _CONFIG.format(port=port, dir=tmp, logfile=logfile, appendfsync=self.appendfsync)
         if self.password:
             conf += f"requirepass {self.password}\n"  # in a 0600 file, not on the command line
         conf_path = tmp / f"redis-{port}.conf"
@@ -176,6 +190,40 @@ class EmbeddedRedis:
                 time.sleep(0.05)
         finally:
             probe.close()
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.url).port)
+
+    def check(self) -> str | None:
+        """None when the server runs and answers PING; else what is wrong ("exited ..." if it died)."""
+        if self.server_pid is None or not _alive(self.server_pid):
+            return f"exited (redis-server pid {self.server_pid})"
+        probe = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
+        try:
+            probe.ping()
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            return f"PING failed: {e}"
+        finally:
+            probe.close()
+        return None
+
+    def restart(self) -> str:
+        """Start the server again on the same port from its append-only file (after it died)."""
+        if self.url is None or self._tmp is None:
+            raise RuntimeError("EmbeddedRedis.restart before start")
+        if self.server_pid is not None and _alive(self.server_pid):
+            os.kill(self.server_pid, signal.SIGKILL)
+        self._kill_watchdog()
+        self._launch(self.port)
+        logger.warning("embedded redis-server restarted (pid %s) at %s", self.server_pid, self.url)
+        return self.url
 
     def stop(self) -> None:
         """Stop the server and remove its directory; safe to call more than once."""
@@ -235,13 +283,18 @@ def redact_url(url: str) -> str:
 
 
 def connect(
-    url: str, password: str | None = None, socket_timeout_s: float = 10.0, connect_timeout_s: float = 3.0
+    url: str,
+    password: str | None = None,
+    socket_timeout_s: float = 10.0,
+    connect_timeout_s: float = 3.0,
+    reconnect_s: float = 30.0,
 ) -> redis.Redis:
     """A client for `url` that has answered PING; ConnectionError naming `redis.url` if it cannot.
 
     The client returns bytes (protobuf payloads are binary). Every command fails after
-    `socket_timeout_s`, connecting after `connect_timeout_s`; connection errors are retried twice with
-    a short backoff.
+    `socket_timeout_s`, connecting after `connect_timeout_s`. The first PING is retried twice with a
+    short backoff (a wrong URL fails at once); after it, a command that loses its connection is retried
+    with backoff for about `reconnect_s` seconds, long enough for a restarted server to come back.
     """
     if not url:
         raise ValueError("redis.url must be a URL such as redis://127.0.0.1:6379/0")
@@ -267,4 +320,8 @@ def connect(
     except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
         client.close()
         raise ConnectionError(f"cannot reach Redis at {shown}: {e} (check redis.url)") from e
+    cap = 1.0
+    client.set_retry(
+        Retry(ExponentialWithJitterBackoff(base=0.1, cap=cap), retries=max(2, int(reconnect_s / cap)))
+    )
     return client

@@ -12,6 +12,12 @@ How it behaves, and why:
 - An entry delivered more than ``max_deliveries`` times is a poison message: it goes to the dead-letter
   stream with a ``reason`` and is acked, so one bad task can never stall a worker in a crash loop. An
   entry whose payload does not parse as the expected message goes there at once ("unparseable: ...").
+  `on_dead_letter(message, reason)`, when given, runs first for a parsed message, so its producer's
+  readers can account for it (a rollout worker emits a dead-letter marker group for a task).
+- `release` gives a delivery back for immediate redelivery (a worker that could not score a group):
+  the next `read` of any consumer reclaims it, and the redelivery counts against ``max_deliveries``.
+- `recover` re-delivers a consumer's own pending entries, for a consumer restarted under the same name
+  (its entries would otherwise wait ``claim_idle_s`` before anyone reclaims them).
 - `ack` acknowledges and deletes the entries in one transaction. Each stream has exactly one consumer
   group in r1forge, so an acked entry is of no further use; deleting it keeps memory bounded and
   makes `outstanding()` (added but not yet acked) an O(1) XLEN, exact on Redis 6.2, which has no
@@ -26,6 +32,7 @@ Cluster the source and dead-letter streams therefore need the same hash tag ("{r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -64,6 +71,7 @@ class StreamQueue(Generic[M]):
         max_deliveries: int,
         claim_idle_s: float,
         dead_letter_stream: str,
+        on_dead_letter: Callable[[M, str], None] | None = None,
     ):
         if max_deliveries < 1:
             raise ValueError(f"redis.max_deliveries must be >= 1, got {max_deliveries}")
@@ -81,11 +89,18 @@ class StreamQueue(Generic[M]):
         self.max_deliveries = max_deliveries
         self.claim_idle_s = claim_idle_s
         self.dead_letter_stream = dead_letter_stream
+        self.on_dead_letter = on_dead_letter
         self._claim_cursor = "0-0"  # XAUTOCLAIM scans the pending list incrementally across reads
 
     @classmethod
     def from_config(
-        cls, client: redis.Redis, cfg: Any, stream: str, group: str, message_cls: type[M]
+        cls,
+        client: redis.Redis,
+        cfg: Any,
+        stream: str,
+        group: str,
+        message_cls: type[M],
+        on_dead_letter: Callable[[M, str], None] | None = None,
     ) -> StreamQueue[M]:
         """Queue with delivery limits taken from `cfg` (a RedisConfig)."""
         return cls(
@@ -96,6 +111,7 @@ class StreamQueue(Generic[M]):
             max_deliveries=cfg.max_deliveries,
             claim_idle_s=cfg.claim_idle_s,
             dead_letter_stream=cfg.dead_letter_stream,
+            on_dead_letter=on_dead_letter,
         )
 
     def ensure_group(self) -> None:
@@ -158,6 +174,25 @@ class StreamQueue(Generic[M]):
         acked, _deleted = pipe.execute()
         return int(acked)
 
+    def release(self, entry_ids: list[str]) -> None:
+        """Give pending `entry_ids` back: mark them idle past `claim_idle_s`, so the next read of any
+        consumer reclaims them (XCLAIM JUSTID leaves the delivery count alone; the reclaim adds one)."""
+        if entry_ids:
+            idle_ms = int(self.claim_idle_s * 1000) + 1
+            owner = f"released-{self.group}"
+            self.client.xclaim(self.stream, self.group, owner, 0, entry_ids, idle=idle_ms, justid=True)
+
+    def recover(self, consumer: str, count: int = 1000) -> list[Delivery[M]]:
+        """Re-deliver `consumer`'s own pending entries (a restarted consumer's unfinished work).
+
+        Each counts as a new delivery; an entry past `max_deliveries` is dead-lettered instead."""
+        rows = self.client.xpending_range(self.stream, self.group, "-", "+", count, consumername=consumer)
+        ids = [_text(r["message_id"]) for r in rows]
+        if not ids:
+            return []
+        claimed = self.client.xclaim(self.stream, self.group, consumer, 0, ids)
+        return self._deliveries(claimed)
+
     def pending_count(self) -> int:
         """Entries delivered to some consumer and not yet acked."""
         return int(self.client.xpending(self.stream, self.group)["pending"])
@@ -181,7 +216,12 @@ class StreamQueue(Generic[M]):
             count=count,
         )
         self._claim_cursor = _text(reply[0])
-        claimed = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id is not None]
+        return self._deliveries(reply[1])
+
+    def _deliveries(self, claimed_entries) -> list[Delivery[M]]:
+        """Deliveries of just-claimed entries, with their delivery counts; over-delivered ones and
+        entries deleted while pending are settled instead of returned."""
+        claimed = [(entry_id, fields) for entry_id, fields in claimed_entries if entry_id is not None]
         if not claimed:
             return []
         pipe = self.client.pipeline(transaction=False)
@@ -226,8 +266,24 @@ class StreamQueue(Generic[M]):
             return None
         return Delivery(entry_id=entry_id, message=message, deliveries=deliveries)
 
+    def dead_letter(self, delivery: Delivery[M], reason: str) -> None:
+        """Settle a delivery that will never succeed: to the dead-letter stream with `reason`."""
+        fields = {b"pb": delivery.message.SerializeToString(), b"type": self.type_name.encode()}
+        self._dead_letter(delivery.entry_id, fields, reason, delivery.deliveries)
+
     def _dead_letter(self, entry_id: str, fields: dict[bytes, bytes], reason: str, deliveries: int) -> None:
-        """Copy the entry to the dead-letter stream with `reason`, then ack and delete it, atomically."""
+        """Copy the entry to the dead-letter stream with `reason`, then ack and delete it, atomically.
+        A parsed message is handed to `on_dead_letter` first (a crash after it leaves the entry
+        pending, so the hook may run again for it: its readers dedupe by id)."""
+        own_type = fields.get(b"type") in (None, self.type_name.encode())
+        if self.on_dead_letter is not None and b"pb" in fields and own_type:
+            message = self.message_cls()
+            try:
+                message.ParseFromString(fields[b"pb"])
+            except DecodeError:
+                message = None
+            if message is not None:
+                self.on_dead_letter(message, reason)
         record: dict[str, Any] = {_text(key): value for key, value in fields.items()}
         record.update(
             {

@@ -254,3 +254,78 @@ def test_embedded_redis_dies_with_a_killed_watchdog():
         assert _gone(pid), f"redis-server {pid} outlived its watchdog"
     finally:
         server.stop()
+
+
+def test_released_entry_is_redelivered_at_once_and_counts_against_max_deliveries(client):
+    q = _queue(client, max_deliveries=2, claim_idle_s=60.0)
+    q.add(_task("p1"))
+    first = q.read("worker-a", 1, 0.1)
+    assert [d.deliveries for d in first] == [1]
+    q.release([first[0].entry_id])  # no 60 s wait: any consumer's next read takes it back
+    second = q.read("worker-b", 1, 0.1)
+    assert [(d.entry_id, d.deliveries) for d in second] == [(first[0].entry_id, 2)]
+    assert second[0].message.id.prompt_id == "p1"
+    q.release([second[0].entry_id])
+    assert q.read("worker-a", 1, 0.1) == []  # the third delivery exceeds max_deliveries=2
+    assert [r["reason"] for r in _dead_letters(q)] == [b"delivered 3 times, more than max_deliveries=2"]
+    assert q.outstanding() == 0
+
+
+def test_restarted_consumer_recovers_its_own_pending_entries_only(client):
+    q = _queue(client, claim_idle_s=60.0)
+    for p in ("mine", "theirs"):
+        q.add(_task(p))
+    mine = q.read("worker-a", 1, 0.1)
+    theirs = q.read("worker-b", 1, 0.1)
+    assert [d.message.id.prompt_id for d in mine + theirs] == ["mine", "theirs"]
+    recovered = q.recover("worker-a")  # worker-a restarted: its unacked entry comes back, worker-b's not
+    assert [(d.message.id.prompt_id, d.deliveries) for d in recovered] == [("mine", 2)]
+    q.ack([recovered[0].entry_id])
+    assert q.recover("worker-a") == [] and q.outstanding() == 1
+
+
+def test_dead_letter_hook_sees_the_message_and_reason(client):
+    seen = []
+    q = _queue(client, max_deliveries=1)
+    q.on_dead_letter = lambda message, reason: seen.append((message.id.prompt_id, reason))
+    q.add(_task("poison"))
+    q.add(_task("failing"))
+    poison, failing = q.read("worker-a", 2, 0.1)
+    q.release([poison.entry_id])
+    assert q.read("worker-b", 1, 0.1) == []  # second delivery > 1: dead-lettered by the reclaim
+    q.dead_letter(failing, "scoring failed: accuracy unavailable")  # settled by its consumer
+    assert seen == [
+        ("poison", "delivered 2 times, more than max_deliveries=1"),
+        ("failing", "scoring failed: accuracy unavailable"),
+    ]
+    assert [r["source_id"].decode() for r in _dead_letters(q)] == [poison.entry_id, failing.entry_id]
+    assert q.outstanding() == 0
+
+
+def test_embedded_redis_restarts_on_its_port_with_every_acknowledged_write(tmp_path):
+    """kill -9 the server: `restart` brings it back on the same URL from its append-only file, with the
+    stream, the consumer group and its pending entries; a client made before the kill reconnects."""
+    with EmbeddedRedis(appendfsync="everysec") as server:
+        c = connect(server.url, socket_timeout_s=5, reconnect_s=20)
+        q = _queue(c)
+        for i in range(5):
+            q.add(_task(f"p{i}"))
+        delivered = q.read("worker-a", 2, 0.1)
+        q.ack([delivered[0].entry_id])
+        os.kill(server.server_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while server.check() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.check().startswith("exited")
+        url = server.url
+        assert server.restart() == url and server.check() is None
+        assert q.outstanding() == 4  # 5 added, 1 acked
+        assert q.pending_count() == 1  # the delivered, unacked entry is still pending
+        rest = q.read("worker-b", 10, 0.1)
+        assert sorted(d.message.id.prompt_id for d in rest) == ["p2", "p3", "p4"]
+        c.close()
+
+
+def test_embedded_redis_refuses_an_unknown_fsync_policy():
+    with pytest.raises(ValueError, match="redis.appendfsync='sometimes'"):
+        EmbeddedRedis(appendfsync="sometimes")

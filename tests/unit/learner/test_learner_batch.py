@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from services.learner.batch import DROP_REASONS, build_batch, group_key, select_groups
+from services.learner.batch import DROP_REASONS, build_batch, select_groups
 from services.pb import rollout_pb2
+from services.transport.names import group_key
 
 OK = rollout_pb2.REWARD_STATUS_OK
 
@@ -51,10 +52,19 @@ def test_select_groups_counts_every_drop_reason():
         make_group("flat", [0.5, 0.5, 0.5], version=5),  # -> zero_variance
         edge,
     ]
+    mixed = make_group("mixed", [1.0, 0.0], version=5)
+    mixed.completions[1].policy_version = 4  # two policy versions in one group -> malformed
+    dead = rollout_pb2.ScoredGroup(  # a dead-letter marker: no completions, a reason
+        id=rollout_pb2.TaskId(run_id="run", prompt_id="dead", epoch=0), dead_letter_reason="scoring failed"
+    )
+    dead_trained = rollout_pb2.ScoredGroup(id=good.id, dead_letter_reason="late marker")  # -> duplicate
+    groups += [mixed, dead, dead_trained]
     trained = {"run/trained/0"}
     selection = select_groups(groups, trained, current, max_staleness)
     assert [group_key(g.id) for g in selection.groups] == ["run/good/0", "run/edge/0"]
-    assert selection.dropped == {"duplicate": 2, "stale": 1, "malformed": 2, "failed": 2, "zero_variance": 1}
+    assert selection.dropped == {
+        "duplicate": 3, "dead_lettered": 1, "stale": 1, "malformed": 3, "failed": 2, "zero_variance": 1
+    }  # fmt: skip
     assert set(selection.dropped) == set(DROP_REASONS)
     assert ("run/flat/0", "zero_variance") in selection.dropped_keys
     assert trained == {"run/trained/0"}  # the caller's set is not modified
