@@ -30,8 +30,10 @@ class LearnerService:
         redis_url: str | None = None,
         groups_stream: str | None = None,
         resume: bool = False,
+        run_id: str | None = None,
     ) -> None:
         self.cfg = learner_cfg
+        self.run_id = run_id  # groups of another run in the stream are acked and counted, never trained
         self.trainer = GRPOTrainer(model_dir, learner_cfg, resume=resume)
         self.groups = None
         if redis_url is not None:
@@ -53,6 +55,7 @@ class LearnerService:
         # extra copies of ids already settled, and each dead-lettered id's reason.
         self.outcomes: dict[str, str] = {}
         self.duplicate_copies = 0
+        self.foreign = 0
         self.dead_letter_reasons: dict[str, str] = {}
         self._is_moe = bool(getattr(self.trainer.model.config, "n_routed_experts", 0))
 
@@ -136,7 +139,8 @@ class LearnerService:
                     f"learner waited {timeout_s:.0f}s for {expected_groups} groups on {self.groups.stream!r} "
                     f"and got {len(deliveries)}: are the rollout workers and reward services alive?"
                 )
-            deliveries += self.groups.read("learner", expected_groups - len(deliveries), min(1.0, remaining))
+            got = self.groups.read("learner", expected_groups - len(deliveries), min(1.0, remaining))
+            deliveries += self._drop_foreign(got)
         wait_s = time.perf_counter() - t0
         groups = [d.message for d in deliveries]
         selection = select_groups(
@@ -161,6 +165,21 @@ class LearnerService:
         )
         return metrics
 
+    def _drop_foreign(self, deliveries: list) -> list:
+        """Ack and count groups of another run (a poison message): they never take a slot of this step."""
+        if self.run_id is None:
+            return deliveries
+        foreign = [d for d in deliveries if d.message.id.run_id != self.run_id]
+        if foreign:
+            log.warning(
+                "dropped %d groups of another run (e.g. run_id %r)",
+                len(foreign),
+                foreign[0].message.id.run_id,
+            )
+            self.groups.ack([d.entry_id for d in foreign])
+            self.foreign += len(foreign)
+        return [d for d in deliveries if d.message.id.run_id == self.run_id]
+
     def _account(self, groups: list[rollout_pb2.ScoredGroup], selection) -> None:
         from services.transport.names import group_key
 
@@ -182,6 +201,7 @@ class LearnerService:
         return {
             "outcomes": dict(self.outcomes),
             "duplicate_copies": self.duplicate_copies,
+            "foreign": self.foreign,
             "dead_letter_reasons": dict(self.dead_letter_reasons),
         }
 

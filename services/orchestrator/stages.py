@@ -79,7 +79,7 @@ def _learner_actor(ctx: StageContext, with_redis: bool, groups_stage: str = "rl"
         return actor.remote(model_dir or ctx.policy_dir, lc)
     rc = OmegaConf.to_object(ctx.cfg.redis)
     stream = groups_stream_for(rc.groups_stream, groups_stage)
-    return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream)
+    return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, run_id=ctx.run_id)
 
 
 def sync_weights(ctx: StageContext, learner) -> int:
@@ -357,6 +357,7 @@ def account(issued: set[str], learner_books: dict) -> dict:
         "pending": len(issued - outcomes.keys()),
         "unknown": len(outcomes.keys() - issued),
         "duplicate_copies": learner_books["duplicate_copies"],
+        "foreign": learner_books["foreign"],  # groups of another run found in the stream (poison)
         "dead_letter_reasons": {k: reasons[k] for k in sorted(reasons)[:20]},
     }
 

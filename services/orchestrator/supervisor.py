@@ -41,6 +41,7 @@ class Watched:
     failures: int = 0  # failed checks in a row
     restarts: int = 0
     last_error: str = ""
+    restart_error: str = ""  # why the last restart failed, if it did
     down_since: float | None = None  # monotonic time of the first failed check of the current incident
     next_restart_at: float = 0.0
     incidents: list[dict] = field(default_factory=list)
@@ -99,6 +100,7 @@ class Supervisor:
             self.failure = (
                 f"service {s.name!r} failed again after {s.restarts} restarts "
                 f"(supervisor.max_restarts={self.cfg.max_restarts}); last error: {s.last_error}"
+                + (f"; last restart: {s.restart_error}" if s.restart_error else "")
             )
             log.error("supervisor: %s", self.failure)
             return
@@ -108,10 +110,10 @@ class Supervisor:
         try:
             s.restart()
         except Exception as e:
-            s.last_error = f"restart failed: {type(e).__name__}: {e}"
-            log.error("supervisor: %s", s.last_error)
+            s.restart_error = f"restart failed: {type(e).__name__}: {e}"
+            log.error("supervisor: %s: %s", s.name, s.restart_error)
         else:
-            s.failures = 0
+            s.failures, s.restart_error = 0, ""
 
     def raise_if_failed(self) -> None:
         if self.failure is not None:

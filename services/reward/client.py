@@ -1,9 +1,11 @@
 """Client of one reward service: `RewardClient(address, cfg).score(items) -> list[ScoreResult]`.
 
 Rules it keeps (DESIGN.md "Deadlines everywhere" and "No silent zeros"):
-* every call carries a deadline (`cfg.timeout_s`);
-* only UNAVAILABLE is retried (Score is idempotent), up to `cfg.max_attempts` attempts with jittered
-  exponential backoff;
+* every call carries a deadline (`cfg.timeout_s`) and waits for the channel to be ready within it
+  (`wait_for_ready`), so a service that the supervisor restarts on its address is used again without
+  the caller noticing, and one that stays down costs one deadline;
+* only UNAVAILABLE (a connection that broke during the call) is retried (Score is idempotent), up to
+  `cfg.max_attempts` attempts with jittered exponential backoff;
 * when the service stays unreachable, or the deadline passes, every item comes back with status
   `unavailable` and a detail naming the address; the caller decides what to do with the group. It
   never gets a made-up 0.
@@ -92,7 +94,9 @@ class RewardClient:
         while True:
             attempt += 1
             try:
-                response = self._stub.Score(request, timeout=self._timeout_s, metadata=self._metadata)
+                response = self._stub.Score(
+                    request, timeout=self._timeout_s, metadata=self._metadata, wait_for_ready=True
+                )
             except grpc.RpcError as err:
                 code = err.code()
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < self._max_attempts:

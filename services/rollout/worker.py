@@ -115,14 +115,24 @@ class RolloutWorker:
             deliveries += self.prompts.read(self.worker_id, max_tasks - len(deliveries), block)
         if not deliveries:
             return 0
-        tasks = [d.message for d in deliveries]
-        for task in tasks:
-            if task.min_policy_version > self.policy_version:
-                raise RuntimeError(
-                    f"worker {self.worker_id} holds policy v{self.policy_version} but task "
-                    f"{task.id.prompt_id} needs v{task.min_policy_version}: weights were not synced"
+        return self._process(deliveries)
+
+    def _process(self, deliveries: list) -> int:
+        """Sample, score and settle `deliveries`; a batch that fails is redone task by task, so one
+        poison task (a prompt the engine rejects) is dead-lettered alone and never sinks the others."""
+        try:
+            groups = self.sample_and_score([d.message for d in deliveries])
+        except Exception as e:
+            if len(deliveries) > 1:
+                log.warning(
+                    "worker %s: a batch of %d tasks failed (%s); one by one",
+                    self.worker_id,
+                    len(deliveries),
+                    e,
                 )
-        groups = self.sample_and_score(tasks)
+                return sum(self._process([d]) for d in deliveries)
+            self._settle_failure(deliveries[0], f"rollout failed: {type(e).__name__}: {e}")
+            return 0
         emitted = 0
         for delivery, group in zip(deliveries, groups):
             failure = scoring_failure(group)
@@ -130,20 +140,25 @@ class RolloutWorker:
                 self._queue_for(group.stage).add(group)
                 self.prompts.ack([delivery.entry_id])
                 emitted += 1
-            elif delivery.deliveries >= self.redis_cfg.max_deliveries:
-                reason = f"scoring failed on all {delivery.deliveries} deliveries; last: {failure}"
-                self.prompts.dead_letter(delivery, reason)
             else:
-                log.warning(
-                    "worker %s: scoring task %s failed (%s); released for redelivery %d of %d",
-                    self.worker_id,
-                    group_key(delivery.message.id),
-                    failure,
-                    delivery.deliveries + 1,
-                    self.redis_cfg.max_deliveries,
-                )
-                self.prompts.release([delivery.entry_id])
+                self._settle_failure(delivery, f"scoring failed: {failure}")
         return emitted
+
+    def _settle_failure(self, delivery, reason: str) -> None:
+        """Release a failed task for a redo, or dead-letter it on its max_deliveries-th failure."""
+        n, most = delivery.deliveries, self.redis_cfg.max_deliveries
+        if n >= most:
+            self.prompts.dead_letter(delivery, f"{reason} (failed on all {n} deliveries)")
+            return
+        log.warning(
+            "worker %s: task %s: %s; released for delivery %d of %d",
+            self.worker_id,
+            group_key(delivery.message.id),
+            reason,
+            n + 1,
+            most,
+        )
+        self.prompts.release([delivery.entry_id])
 
     def _emit_dead_letter(self, task: rollout_pb2.PromptTask, reason: str) -> None:
         """The marker group of a dead-lettered task: its id and reason, no completions."""
@@ -167,6 +182,12 @@ class RolloutWorker:
 
     def sample_and_score(self, tasks: list[rollout_pb2.PromptTask]) -> list[rollout_pb2.ScoredGroup]:
         """Sample a group per task with the current weights and score every completion."""
+        for task in tasks:
+            if task.min_policy_version > self.policy_version:
+                raise RuntimeError(
+                    f"worker {self.worker_id} holds policy v{self.policy_version} but task "
+                    f"{task.id.prompt_id} needs v{task.min_policy_version}: weights were not synced"
+                )
         t0 = time.perf_counter()
         # One generate call per distinct sampling spec (tasks of one stage share theirs).
         by_spec: dict[SamplingSpec, list[int]] = {}
