@@ -25,7 +25,7 @@ from services.orchestrator.stages import (
     weights_by_source,
 )
 from services.pb import rollout_pb2
-from services.rollout.scoring import component_dict
+from services.reward.combine import component_dict
 
 log = logging.getLogger(__name__)
 

@@ -64,7 +64,7 @@ def _final_eval(run: Path, manifests: list[Path]) -> dict:
 
 def _rewards(cfg, stages: list[str]) -> str:
     """The rewards the run's RL stages weighted (non-zero), per stage."""
-    from services.rollout.scoring import reward_weights
+    from services.reward.combine import reward_weights
 
     parts = []
     for stage in [s for s in stages if s in _RL_STAGES]:

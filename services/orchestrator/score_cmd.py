@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
     from services.orchestrator.reward_procs import RewardProcesses, bring_up, check_given
     from services.reward.batch_score import read_rows, score_rows, summarize
     from services.reward.client import RewardClient
-    from services.rollout.scoring import reward_weights
+    from services.reward.combine import reward_weights
     from services.tasks.datasets import write_jsonl
 
     args = parse_args(argv)

@@ -22,7 +22,7 @@ from services.orchestrator.feed import TaskFeeder, make_task
 from services.orchestrator.metrics import MetricsLog
 from services.orchestrator.runtime import Runtime
 from services.pb import rollout_pb2
-from services.rollout.scoring import reward_weights
+from services.reward.combine import reward_weights
 from services.transport.names import GROUP_READERS, group_key, groups_stream_for
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ prompt's); every other field is copied through untouched. Each output row is the
     "total_reward": 1.2,        # weighted sum of the OK components (0 when status is not ok)
     "reward_status": "ok"       # the first non-OK component's status, else "ok"
 
-combined exactly as the rollout workers combine rewards for training (`services.rollout.scoring`).
+combined exactly as the rollout workers combine rewards for training (`services.reward.combine`).
 The whole input is validated before anything is scored, so a bad line fails fast with its line
 number and nothing is half-written; the output is written atomically (`services.tasks.datasets.write_jsonl`).
 """
@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from services.pb import rollout_pb2
+from services.reward.combine import apply_scores, component_dict, status_name
 from services.reward.scorer import ScoreInput, ScoreResult
-from services.rollout.scoring import apply_scores, component_dict, status_name
 
 REQUIRED = ("prompt", "completion")
 OPTIONAL = ("answer", "language")

@@ -21,9 +21,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from services.pb import rollout_pb2
+from services.reward.combine import apply_scores, status_name, task_weights
 from services.reward.scorer import SCORER_NAMES
 from services.rollout.engine import SamplingSpec, make_engine
-from services.rollout.scoring import apply_scores, status_name, task_weights
 from services.transport.names import GROUP_READERS, group_key, groups_stream_for
 
 log = logging.getLogger(__name__)

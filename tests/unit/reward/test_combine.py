@@ -6,8 +6,8 @@ import pytest
 
 from services.config_loader import load_config
 from services.pb import rollout_pb2
+from services.reward.combine import apply_scores, reward_weights, task_weights
 from services.reward.scorer import ScoreResult, ScoreStatus
-from services.rollout.scoring import apply_scores, reward_weights, task_weights
 
 OK, TIMEOUT, ERROR, UNAVAILABLE = (
     rollout_pb2.REWARD_STATUS_OK,
