@@ -13,14 +13,13 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from services.orchestrator.learner_session import finish, learner_session
 from services.orchestrator.stages import (
     PREFERENCES_DIR,
     StageContext,
-    _learner_actor,
-    _sft_loop,
     evaluate,
     sample_groups,
-    sync_weights,
+    sft_loop,
     train_loop,
     weights_by_source,
 )
@@ -171,14 +170,12 @@ def sft(ctx: StageContext) -> dict:
         raise ValueError(
             "the sft stage needs sft.dataset=<jsonl|parquet> or a rejection_sampling stage before it"
         )
-    learner = _learner_actor(ctx, with_redis=False)
-    n = ray.get(
-        learner.load_sft_dataset.remote(str(dataset), ctx.cfg.learner.seed, sc.lr, sc.pack, sc.max_len)
-    )
-    out = _sft_loop(ctx, learner, "sft", sc.steps, None)
-    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "sft")))
-    sync_weights(ctx, learner)
-    ray.kill(learner)
+    with learner_session(ctx) as learner:
+        n = ray.get(
+            learner.load_sft_dataset.remote(str(dataset), ctx.cfg.learner.seed, sc.lr, sc.pack, sc.max_len)
+        )
+        out = sft_loop(ctx, learner, "sft", sc.steps, None)
+        ckpt = finish(ctx, learner, "sft")
     ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, "sft2"
     log.info("sft: %d steps on %d examples of %s, final loss %.4f -> %s", out["steps"], n, dataset,
              out["final_loss"], ckpt)  # fmt: skip
@@ -286,11 +283,11 @@ def _train_student(ctx: StageContext, student: str, data: Path, beta: float, lab
     import ray
 
     dc = ctx.cfg.distill
-    actor = _learner_actor(ctx, with_redis=False, model_dir=student)
-    ray.get(actor.load_distill_dataset.remote(str(data), ctx.cfg.learner.seed, dc.lr))
-    out, m = train_loop(ctx, label, lambda n: ray.get(actor.distill_steps.remote(n, beta)), dc.steps, None)
-    ckpt = ray.get(actor.save.remote(str(ctx.run_dir / "checkpoints" / label)))
-    ray.kill(actor)
+    with learner_session(ctx, model_dir=student) as actor:
+        ray.get(actor.load_distill_dataset.remote(str(data), ctx.cfg.learner.seed, dc.lr))
+        take = lambda n: ray.get(actor.distill_steps.remote(n, beta))  # noqa: E731
+        out, m = train_loop(ctx, label, take, dc.steps, None)
+        ckpt = finish(ctx, actor, label, sync=False)  # the workers switch to the student after distill
     log.info("%s: %d steps (beta %.2f), final loss %.4f (ce %.4f, kl %.4f) -> %s", label, out["steps"], beta,
              m["loss"], m["ce"], m["kl"], ckpt)  # fmt: skip
     return ckpt

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from services.orchestrator.evaluation import evaluate_groups
 from services.orchestrator.feed import TaskFeeder, make_task
+from services.orchestrator.learner_session import finish, learner_session, sync_weights
 from services.orchestrator.metrics import MetricsLog
 from services.orchestrator.runtime import Runtime
 from services.pb import rollout_pb2
@@ -64,39 +64,6 @@ class StageContext:
         q = StreamQueue.from_config(self.redis, rc, stream, group, message_cls)
         q.ensure_group()
         return q
-
-
-def _learner_actor(ctx: StageContext, with_redis: bool, groups_stage: str = "rl", model_dir: str = ""):
-    """A learner actor on `model_dir` (default: the current policy); with Redis it consumes the groups of
-    `groups_stage`."""
-    import ray
-
-    from services.learner.service import LearnerService
-
-    lc = OmegaConf.to_object(ctx.cfg.learner)
-    actor = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
-    if not with_redis:
-        return actor.remote(model_dir or ctx.policy_dir, lc)
-    rc = OmegaConf.to_object(ctx.cfg.redis)
-    stream = groups_stream_for(rc.groups_stream, groups_stage)
-    return actor.remote(ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, run_id=ctx.run_id)
-
-
-def sync_weights(ctx: StageContext, learner) -> int:
-    """Publish the learner's weights and load them into every rollout worker; return the version."""
-    import ray
-
-    ann, payload = learner.publish.options(num_returns=2).remote()
-    timeout = ctx.cfg.rollout.weight_sync_timeout_s
-    try:
-        versions = ray.get(
-            [w.update_weights.remote(ann, payload) for w in ctx.runtime.workers], timeout=timeout
-        )
-    except ray.exceptions.GetTimeoutError as e:
-        raise TimeoutError(f"weight sync to rollout workers took longer than {timeout:.0f}s") from e
-    ctx.runtime.last_weights = (ann, payload)
-    ctx.policy_version = versions[0]
-    return ctx.policy_version
 
 
 def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, progress=None) -> None:
@@ -154,12 +121,10 @@ def cold_start_sft(ctx: StageContext) -> dict:
     data = ctx.run_dir / "data" / "cold_start.jsonl"
     render = lambda q: render_chat_prompt(ctx.tokenizer, q)  # noqa: E731 (the same template as the task's)
     write_sft_jsonl(data, cold_start_rows(ctx.splits["cold_start"], render=render))
-    learner = _learner_actor(ctx, with_redis=False)
-    n = ray.get(learner.load_sft_dataset.remote(str(data), cfg.learner.seed))
-    out = _sft_loop(ctx, learner, "cold_start_sft", cfg.learner.sft_steps, None)
-    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "cold_start_sft")))
-    sync_weights(ctx, learner)
-    ray.kill(learner)
+    with learner_session(ctx) as learner:
+        n = ray.get(learner.load_sft_dataset.remote(str(data), cfg.learner.seed))
+        out = sft_loop(ctx, learner, "cold_start_sft", cfg.learner.sft_steps, None)
+        ckpt = finish(ctx, learner, "cold_start_sft")
     ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, "sft"
     ctx.results["sft_checkpoint"] = ckpt
     log.info(
@@ -172,7 +137,7 @@ def cold_start_sft(ctx: StageContext) -> dict:
     return {"checkpoint": ckpt, "dataset": str(data), "examples": n, **out}
 
 
-def _sft_loop(ctx: StageContext, learner, stage: str, steps: int | None, budget_s: float | None) -> dict:
+def sft_loop(ctx: StageContext, learner, stage: str, steps: int | None, budget_s: float | None) -> dict:
     """Take SFT steps in chunks (a fixed number, or until a wall-time budget is spent); log each one."""
     import ray
 
@@ -209,16 +174,11 @@ def sft_control(ctx: StageContext) -> dict:
         raise ValueError("pipeline stage sft_control needs cold_start_sft and rl before it")
     rl_dir = ctx.policy_dir
     ctx.policy_dir = ctx.results["sft_checkpoint"]
-    learner = _learner_actor(ctx, with_redis=False)
-    ray.get(
-        learner.load_sft_dataset.remote(
-            str(ctx.run_dir / "data" / "cold_start.jsonl"), ctx.cfg.learner.seed + 1
-        )
-    )
-    out = _sft_loop(ctx, learner, "sft_control", None, ctx.results["rl_wall_s"])
-    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / "sft_control")))
-    sync_weights(ctx, learner)
-    ray.kill(learner)
+    with learner_session(ctx) as learner:
+        data = str(ctx.run_dir / "data" / "cold_start.jsonl")
+        ray.get(learner.load_sft_dataset.remote(data, ctx.cfg.learner.seed + 1))
+        out = sft_loop(ctx, learner, "sft_control", None, ctx.results["rl_wall_s"])
+        ckpt = finish(ctx, learner, "sft_control")
     # The rollout workers now hold the control policy for the eval that follows; the run's policy stays RL's.
     ctx.policy_dir, ctx.serving_dir, ctx.last_trained = rl_dir, ckpt, "sft_control"
     return {"checkpoint": ckpt, **out}
@@ -268,53 +228,52 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
 
     cfg, lc = ctx.cfg, ctx.cfg.learner
     n, steps, overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
-    learner = _learner_actor(ctx, with_redis=True, groups_stage=stage)
-    prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
-    counts = _split(n, [share for _, share in feeders])
-    timeout = cfg.launcher.start_timeout_s + 60 * n
+    with learner_session(ctx, groups_stage=stage) as learner:
+        prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
+        counts = _split(n, [share for _, share in feeders])
+        timeout = cfg.launcher.start_timeout_s + 60 * n
 
-    issued: set[str] = set()
+        issued: set[str] = set()
 
-    def issue() -> None:
-        for (feeder, _), count in zip(feeders, counts):
-            for task in feeder.next_tasks(count, cfg.rollout.group_size, ctx.policy_version):
-                prompts.add(task)
-                issued.add(group_key(task.id))
+        def issue() -> None:
+            for (feeder, _), count in zip(feeders, counts):
+                for task in feeder.next_tasks(count, cfg.rollout.group_size, ctx.policy_version):
+                    prompts.add(task)
+                    issued.add(group_key(task.id))
 
-    def drive() -> None:
-        drive_rollouts(ctx, prompts, timeout, chunk=n)
+        def drive() -> None:
+            drive_rollouts(ctx, prompts, timeout, chunk=n)
 
-    t_stage = time.perf_counter()
-    issue()
-    drive()
-    pool = ThreadPoolExecutor(max_workers=1)
-    bar = tqdm(total=steps, desc="GRPO" if stage == "rl" else stage, unit="step", dynamic_ncols=True)
-    t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
-    for step in range(1, steps + 1):
-        background = None
-        if overlap and step < steps:  # async: sample the next batch with the current weights meanwhile
-            issue()
-            background = pool.submit(drive)
-        ctx.runtime.raise_if_failed()
-        m = ray.get(learner.train_step.remote(n, timeout))
-        if background is not None:
-            background.result()
-        sync_weights(ctx, learner)
-        m["groups_per_s"] = n / (time.perf_counter() - t_prev)
-        t_prev = time.perf_counter()
-        ctx.metrics.log(stage, step, m)
-        bar.update(1)
-        tqdm.write(_step_line(stage, step, steps, m, ctx.task.accuracy_scorer))
-        if step % lc.checkpoint_every == 0 and step < steps:
-            ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / f"{stage}-step{step:05d}")))
-        if not overlap and step < steps:
-            issue()
-            drive()
-    bar.close()
-    pool.shutdown()
-    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / stage)))
-    books = account(issued, ray.get(learner.accounting.remote()))
-    ray.kill(learner)
+        t_stage = time.perf_counter()
+        issue()
+        drive()
+        pool = ThreadPoolExecutor(max_workers=1)
+        bar = tqdm(total=steps, desc="GRPO" if stage == "rl" else stage, unit="step", dynamic_ncols=True)
+        t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
+        for step in range(1, steps + 1):
+            background = None
+            if overlap and step < steps:  # async: sample the next batch with the current weights meanwhile
+                issue()
+                background = pool.submit(drive)
+            ctx.runtime.raise_if_failed()
+            m = ray.get(learner.train_step.remote(n, timeout))
+            if background is not None:
+                background.result()
+            sync_weights(ctx, learner)
+            m["groups_per_s"] = n / (time.perf_counter() - t_prev)
+            t_prev = time.perf_counter()
+            ctx.metrics.log(stage, step, m)
+            bar.update(1)
+            tqdm.write(_step_line(stage, step, steps, m, ctx.task.accuracy_scorer))
+            if step % lc.checkpoint_every == 0 and step < steps:
+                finish(ctx, learner, f"{stage}-step{step:05d}", sync=False)
+            if not overlap and step < steps:
+                issue()
+                drive()
+        bar.close()
+        pool.shutdown()
+        ckpt = finish(ctx, learner, stage, sync=False)  # the last step synced the workers already
+        books = account(issued, ray.get(learner.accounting.remote()))
     ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, stage
     ctx.results[f"{stage}_steps"] = steps
     ctx.results[f"{stage}_wall_s"] = round(time.perf_counter() - t_stage, 1)

@@ -1,0 +1,65 @@
+"""A stage's learner actor from start to kill: the one helper every training stage uses.
+
+`with learner_session(ctx) as learner:` starts a `LearnerService` actor on the current policy (or on
+`model_dir`; with `groups_stage` it also consumes that stage's groups stream) and kills it when the block
+ends, on errors too. `finish(ctx, learner, label)` saves `checkpoints/<label>` and, unless `sync=False`,
+pushes the new weights to every rollout worker (`sync_weights`); it returns the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from omegaconf import OmegaConf
+
+from services.transport.names import groups_stream_for
+
+
+@contextmanager
+def learner_session(ctx, groups_stage: str | None = None, model_dir: str = "") -> Iterator[object]:
+    import ray
+
+    from services.learner.service import LearnerService
+
+    lc = OmegaConf.to_object(ctx.cfg.learner)
+    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
+    if groups_stage is None:
+        learner = actor_cls.remote(model_dir or ctx.policy_dir, lc)
+    else:
+        rc = OmegaConf.to_object(ctx.cfg.redis)
+        stream = groups_stream_for(rc.groups_stream, groups_stage)
+        learner = actor_cls.remote(
+            model_dir or ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, run_id=ctx.run_id
+        )
+    try:
+        yield learner
+    finally:
+        ray.kill(learner)
+
+
+def finish(ctx, learner, label: str, sync: bool = True) -> str:
+    """Save the learner's policy to `checkpoints/<label>`; with `sync` the rollout workers get it too."""
+    import ray
+
+    ckpt = ray.get(learner.save.remote(str(ctx.run_dir / "checkpoints" / label)))
+    if sync:
+        sync_weights(ctx, learner)
+    return ckpt
+
+
+def sync_weights(ctx, learner) -> int:
+    """Publish the learner's weights and load them into every rollout worker; return the version."""
+    import ray
+
+    ann, payload = learner.publish.options(num_returns=2).remote()
+    timeout = ctx.cfg.rollout.weight_sync_timeout_s
+    try:
+        versions = ray.get(
+            [w.update_weights.remote(ann, payload) for w in ctx.runtime.workers], timeout=timeout
+        )
+    except ray.exceptions.GetTimeoutError as e:
+        raise TimeoutError(f"weight sync to rollout workers took longer than {timeout:.0f}s") from e
+    ctx.runtime.last_weights = (ann, payload)
+    ctx.policy_version = versions[0]
+    return ctx.policy_version
