@@ -15,9 +15,10 @@ behind (exit code, summary.json, metrics.jsonl, the final checkpoint's trained i
 * no group mixed policy versions (the learner drops such a group as `malformed`: none were).
 
 Scenarios: F1 kill -9 the rollout worker actor; F2 kill -9 the accuracy reward service; F3 SIGSTOP
-it past its deadline, then SIGCONT; F4 kill -9 the embedded redis-server; F6 poison messages (an
-unparseable entry and a task whose prompt the engine rejects) in the prompts stream. The learner
-(F5) and a weight transfer failing midway (F7) are not covered yet.
+it past its deadline, then SIGCONT; F4 kill -9 the embedded redis-server; F5 kill -9 the learner actor
+(it restarts from its latest in-stage checkpoint); F6 poison messages (an unparseable entry and a task
+whose prompt the engine rejects) in the prompts stream. A weight transfer failing midway (F7) is not
+covered yet.
 
 tests/chaos/ runs every scenario with these checks; this script prints the table for the README.
 """
@@ -63,6 +64,8 @@ BASE = [
     # Faults are detected and repaired within seconds; short deadlines keep each scenario short.
     "reward.timeout_s=4",
     "redis.claim_idle_s=10",
+    # An in-stage checkpoint every 2 steps: a learner killed after step 2 continues from one.
+    "learner.checkpoint_every=2",
 ]
 SFT_STEPS = 100
 ACCURACY = r"services\.reward --scorer accuracy"
@@ -222,6 +225,8 @@ def _fault(scenario: str, tag: str) -> None:
             pass
     elif scenario == "F4":
         os.kill(redis_server(tag)[0], signal.SIGKILL)  # the server, not its watchdog
+    elif scenario == "F5":
+        os.kill(find_process(tag, r"ray::LearnerService")[0], signal.SIGKILL)
     elif scenario == "F6":
         inject_poison(tag)
     else:
@@ -233,6 +238,7 @@ SCENARIOS = {
     "F2": "kill -9 the accuracy reward service",
     "F3": "SIGSTOP the accuracy service 6 s (deadline 4 s), SIGCONT",
     "F4": "kill -9 the embedded redis-server",
+    "F5": "kill -9 the learner",
     "F6": "poison messages in the prompts stream",
 }
 
@@ -295,6 +301,8 @@ def check_run(scenario: str, rc: int, run_dir: Path, log_path: Path) -> Outcome:
         out.problems.append(f"the poison task's dead-letter marker was not dropped as foreign: {books}")
     if books["dropped"].get("malformed", 0):
         out.problems.append(f"{books['dropped']['malformed']} malformed groups (mixed versions?)")
+    if scenario == "F5" and books.get("learner_restarts") != 1:
+        out.problems.append(f"the learner was restarted {books.get('learner_restarts')} times, not once")
     incidents = [i for s in summary.get("restarts", {}).values() for i in s["incidents"]]
     times = [i["recovered_s"] for i in incidents if i["recovered_s"] is not None]
     out.recover_s = max(times) if times else None

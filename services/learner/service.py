@@ -2,9 +2,11 @@
 
 A plain class; the orchestrator runs it as a Ray actor (one per training stage, on the GPU when there
 is one). Delivery is at-least-once and training exactly-once: a group's stream entry is acknowledged
-only after the optimizer step that used it (or after it was dropped for a counted reason), and the
-set of trained group ids travels with every checkpoint, so a redelivered group is a counted
-`duplicate`, never a second update. SFT runs through the same trainer, on a dataset read from disk.
+only once its effect is durable, i.e. by the next checkpoint (`save`), which holds the trained group
+ids and the stage's accounting. A learner that dies leaves every group since its last checkpoint
+pending; the one restarted from that checkpoint (`resume=True`) takes them back (`settle_backlog`), so
+nothing acknowledged is untrained and a redelivered group is a counted `duplicate`, never a second
+update. SFT runs through the same trainer, on a dataset read from disk.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import time
 from pathlib import Path
 
 from services.learner.batch import DROP_REASONS, build_batch, select_groups
+from services.learner.checkpoint import load_checkpoint_meta
 from services.learner.sft import sft_batches
 from services.learner.trainer import GRPOTrainer
 from services.pb import rollout_pb2
+from services.transport.names import group_key
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +50,19 @@ class LearnerService:
                 socket_timeout_s=redis_cfg.socket_timeout_s,
                 reconnect_s=redis_cfg.reconnect_s,
             )
-            self.groups = StreamQueue.from_config(
-                client, redis_cfg, groups_stream, "readers", rollout_pb2.ScoredGroup
+            # The learner is its stream's only reader and keeps entries pending until a checkpoint: nobody
+            # may reclaim them for idling (a restarted learner takes its own back, `settle_backlog`).
+            self.groups = StreamQueue(
+                client,
+                groups_stream,
+                "readers",
+                rollout_pb2.ScoredGroup,
+                max_deliveries=redis_cfg.max_deliveries,
+                claim_idle_s=1e9,
+                dead_letter_stream=redis_cfg.dead_letter_stream,
             )
             self.groups.ensure_group()
+        self._unacked: list[str] = []  # entries whose effect the next checkpoint makes durable
         self._sft_iter = None
         # The stage's accounting: the outcome of every group id received (trained or a drop reason),
         # extra copies of ids already settled, and each dead-lettered id's reason.
@@ -57,6 +70,12 @@ class LearnerService:
         self.duplicate_copies = 0
         self.foreign = 0
         self.dead_letter_reasons: dict[str, str] = {}
+        if resume:  # the stage's accounting up to the checkpoint
+            books = load_checkpoint_meta(model_dir).get("accounting", {})
+            self.outcomes = dict(books.get("outcomes", {}))
+            self.duplicate_copies = books.get("duplicate_copies", 0)
+            self.foreign = books.get("foreign", 0)
+            self.dead_letter_reasons = dict(books.get("dead_letter_reasons", {}))
         self._is_moe = bool(getattr(self.trainer.model.config, "n_routed_experts", 0))
 
     def policy_version(self) -> int:
@@ -156,7 +175,7 @@ class LearnerService:
                 metrics.update(self._expert_load(batch))
             metrics.update(self.trainer.step(batch))
         self._account(groups, selection)
-        self.groups.ack([d.entry_id for d in deliveries])
+        self._unacked += [d.entry_id for d in deliveries]
         metrics.update(
             groups_trained=len(selection.groups),
             policy_version=self.trainer.policy_version,
@@ -181,8 +200,6 @@ class LearnerService:
         return [d for d in deliveries if d.message.id.run_id == self.run_id]
 
     def _account(self, groups: list[rollout_pb2.ScoredGroup], selection) -> None:
-        from services.transport.names import group_key
-
         for g in selection.groups:
             self.outcomes[group_key(g.id)] = "trained"
         for key, reason in selection.dropped_keys:
@@ -237,7 +254,43 @@ class LearnerService:
         return ann.SerializeToString(), payload
 
     def save(self, directory: str, extra_meta: dict | None = None) -> str:
-        return str(self.trainer.save(Path(directory), extra_meta))
+        """Write a checkpoint (with the stage's accounting when training on groups), then acknowledge
+        every group whose effect it holds."""
+        meta = dict(extra_meta or {})
+        if self.groups is not None:
+            meta["accounting"] = self.accounting()
+        path = str(self.trainer.save(Path(directory), meta))
+        if self.groups is not None and self._unacked:
+            self.groups.ack(self._unacked)
+            self._unacked = []
+        return path
+
+    def continue_version(self, version: int) -> int:
+        """Number the next published weights `version` at least (a learner restarted from an older
+        checkpoint must not publish a version the rollout workers have seen); returns the version."""
+        self.trainer.policy_version = max(self.trainer.policy_version, version)
+        return self.trainer.policy_version
+
+    def settle_backlog(self) -> dict[str, int]:
+        """Take back every group waiting in the stream, this learner's earlier life's pending ones too,
+        and settle them by the admission rules (after a restart they are stale, or duplicates); their
+        outcomes join the accounting and their entries are acknowledged by the next checkpoint."""
+        deliveries = self.groups.recover("learner")
+        while got := self.groups.read("learner", 64, 0):
+            deliveries += got
+        deliveries = self._drop_foreign(deliveries)
+        groups = [d.message for d in deliveries]
+        selection = select_groups(
+            groups, self.trainer.trained_group_ids, self.trainer.policy_version, self.cfg.max_staleness
+        )
+        if selection.groups:  # sampled by the current version (e.g. right after a resync): still trainable
+            for g in selection.groups:  # not trained here: count them stale rather than hold them back
+                selection.dropped["stale"] += 1
+                selection.dropped_keys.append((group_key(g.id), "stale"))
+            selection.groups = []
+        self._account(groups, selection)
+        self._unacked += [d.entry_id for d in deliveries]
+        return {r: n for r, n in selection.dropped.items() if n}
 
     def trained_group_ids(self) -> list[str]:
         return sorted(self.trainer.trained_group_ids)

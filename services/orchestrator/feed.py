@@ -30,6 +30,14 @@ class TaskFeeder:
         self.run_id, self.stage, self.language, self.seed = run_id, stage, language, seed
         self.epoch, self._order, self._pos = 0, self._shuffled(0), 0
 
+    def state(self) -> dict:
+        """Where the feeder is (for an in-stage checkpoint): its epoch and position in that epoch."""
+        return {"epoch": self.epoch, "pos": self._pos}
+
+    def restore(self, state: dict) -> None:
+        self.epoch, self._pos = int(state["epoch"]), int(state["pos"])
+        self._order = self._shuffled(self.epoch)
+
     def _shuffled(self, epoch: int) -> list[int]:
         order = list(range(len(self.problems)))
         random.Random(f"{self.seed}/{epoch}").shuffle(order)

@@ -20,22 +20,30 @@ from services.transport.names import groups_stream_for
 def learner_session(ctx, groups_stage: str | None = None, model_dir: str = "") -> Iterator[object]:
     import ray
 
+    learner = start_learner(ctx, groups_stage, model_dir)
+    try:
+        yield learner
+    finally:
+        ray.kill(learner)
+
+
+def start_learner(ctx, groups_stage: str | None = None, model_dir: str = "", resume: bool = False):
+    """A learner actor on `model_dir` (default: the current policy); with `groups_stage` it trains on
+    that stage's groups stream; `resume` continues a checkpoint of the same stage (step count, trained
+    ids, optimizer, accounting)."""
+    import ray
+
     from services.learner.service import LearnerService
 
     lc = OmegaConf.to_object(ctx.cfg.learner)
     actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
     if groups_stage is None:
-        learner = actor_cls.remote(model_dir or ctx.policy_dir, lc)
-    else:
-        rc = OmegaConf.to_object(ctx.cfg.redis)
-        stream = groups_stream_for(rc.groups_stream, groups_stage)
-        learner = actor_cls.remote(
-            model_dir or ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, run_id=ctx.run_id
-        )
-    try:
-        yield learner
-    finally:
-        ray.kill(learner)
+        return actor_cls.remote(model_dir or ctx.policy_dir, lc, resume=resume)
+    rc = OmegaConf.to_object(ctx.cfg.redis)
+    stream = groups_stream_for(rc.groups_stream, groups_stage)
+    return actor_cls.remote(
+        model_dir or ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, resume=resume, run_id=ctx.run_id
+    )
 
 
 def finish(ctx, learner, label: str, sync: bool = True) -> str:

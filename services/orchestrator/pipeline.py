@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from services.orchestrator.metrics import MetricsLog, plot_curves
-from services.orchestrator.resume import finished_manifests, truncate_metrics
+from services.orchestrator.resume import finished_manifests, latest_stage_checkpoint, truncate_metrics
 from services.orchestrator.runtime import Runtime
 from services.orchestrator.stage_registry import ROLLOUT_STAGES, get_stage
 from services.orchestrator.stages import StageContext
@@ -52,7 +52,12 @@ def run_pipeline(cfg) -> dict:
     model_dir = str(resolve_model_dir(cfg.model))
     state = done[-1]["state"] if done else {}
     if cfg.resume:
-        dropped = truncate_metrics(run_dir / "metrics.jsonl", state.get("metrics_rows", 0))
+        rows = state.get("metrics_rows", 0)
+        interrupted = list(cfg.pipeline.stages)[len(done)] if len(done) < len(stages) else None
+        in_stage = latest_stage_checkpoint(run_dir, interrupted) if interrupted else None
+        if in_stage is not None:  # the interrupted stage continues from its in-stage checkpoint
+            rows = in_stage[1]["metrics_rows"]
+        dropped = truncate_metrics(run_dir / "metrics.jsonl", rows)
         log.info(
             "resuming %s: %d of %d stages finished (%s); %d metrics rows of the interrupted stage dropped",
             run_dir,

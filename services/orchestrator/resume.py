@@ -11,7 +11,9 @@ so far, how many metrics rows existed), which is everything the next stage reads
 * restores the state of the last finished stage and starts the services from its checkpoints;
 * drops metrics rows an interrupted stage wrote after that point (its curves would be drawn twice);
 * runs the remaining stages from their start (an interrupted stage restarts from its input
-  checkpoint; its partial outputs are overwritten).
+  checkpoint; its partial outputs are overwritten), except an RL stage with an in-stage checkpoint
+  (`checkpoints/<stage>-stepNNNNN`, every `learner.checkpoint_every` steps): it continues from the
+  newest one, with its step, issued ids, feeder positions, accounting and metrics rows up to it.
 """
 
 from __future__ import annotations
@@ -80,3 +82,16 @@ def truncate_metrics(path: Path, rows: int) -> int:
         return 0
     path.write_text("".join(lines[:rows]))
     return len(lines) - rows
+
+
+def latest_stage_checkpoint(run_dir: Path, stage: str) -> tuple[Path, dict] | None:
+    """The newest in-stage checkpoint of `stage` (`checkpoints/<stage>-stepNNNNN`) and its r1forge
+    state, or None. A killed RL stage continues from it (`resume=`) instead of from the stage's start."""
+    from services.learner.checkpoint import load_checkpoint_meta
+
+    found = sorted((run_dir / "checkpoints").glob(f"{stage}-step[0-9]*"))
+    for path in reversed(found):
+        meta = load_checkpoint_meta(path)
+        if "stage_step" in meta:  # written by this stage's loop, complete (checkpoints are atomic)
+            return path, meta
+    return None

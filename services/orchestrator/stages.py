@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +17,10 @@ from tqdm.auto import tqdm
 
 from services.orchestrator.evaluation import evaluate_groups
 from services.orchestrator.feed import TaskFeeder, make_task
-from services.orchestrator.learner_session import finish, learner_session, sync_weights
+from services.orchestrator.grpo_loop import GRPOLoop
+from services.orchestrator.learner_session import finish, learner_session
 from services.orchestrator.metrics import MetricsLog
+from services.orchestrator.rollouts import drive_rollouts
 from services.orchestrator.runtime import Runtime
 from services.pb import rollout_pb2
 from services.reward.combine import reward_weights
@@ -64,50 +65,6 @@ class StageContext:
         q = StreamQueue.from_config(self.redis, rc, stream, group, message_cls)
         q.ensure_group()
         return q
-
-
-def drive_rollouts(ctx: StageContext, prompts, timeout_s: float, chunk: int, progress=None) -> None:
-    """Call every worker's `rollout` until the prompts stream is drained (tasks are deleted on ack)."""
-    import ray
-
-    deadline = time.monotonic() + timeout_s
-    while (left := prompts.outstanding()) > 0:
-        ctx.runtime.raise_if_failed()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{left} prompt tasks still outstanding after {timeout_s:.0f}s of rollouts")
-        refs = [w.rollout.remote(chunk) for w in ctx.runtime.workers]
-        for worker, ref in zip(ctx.runtime.workers, refs):
-            try:
-                done = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
-                log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks", e)
-                _resync_restarted(ctx, worker)
-                continue
-            if progress is not None:
-                progress.update(done)
-
-
-def _resync_restarted(ctx: StageContext, worker) -> None:
-    """A restarted worker re-ran __init__ with the initial weights and services: once it answers again
-    (Ray restarts it within its max_restarts), give it the current ones."""
-    import ray
-
-    timeout = ctx.cfg.launcher.start_timeout_s
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            ray.get(worker.ready.remote(), timeout=min(30.0, timeout))
-            break
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
-            if time.monotonic() > deadline:  # e.g. out of restarts: then Ray says the actor is dead
-                raise RuntimeError(
-                    f"a rollout worker did not come back within {timeout:.0f}s of dying; last error: {e}"
-                ) from e
-            time.sleep(1.0)
-    ray.get([worker.add_reward_service.remote(n, a) for n, a in ctx.runtime.reward_addresses.items()])
-    if getattr(ctx.runtime, "last_weights", None):
-        ann, payload = ctx.runtime.last_weights
-        ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
 
 
 def cold_start_sft(ctx: StageContext) -> dict:
@@ -223,66 +180,24 @@ def _split(n: int, shares: list[float]) -> list[int]:
 
 
 def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, float]]) -> dict:
-    """GRPO: prompts -> rollout workers -> reward services -> learner, weights back every step."""
-    import ray
-
-    cfg, lc = ctx.cfg, ctx.cfg.learner
-    n, steps, overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
-    with learner_session(ctx, groups_stage=stage) as learner:
-        prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
-        counts = _split(n, [share for _, share in feeders])
-        timeout = cfg.launcher.start_timeout_s + 60 * n
-
-        issued: set[str] = set()
-
-        def issue() -> None:
-            for (feeder, _), count in zip(feeders, counts):
-                for task in feeder.next_tasks(count, cfg.rollout.group_size, ctx.policy_version):
-                    prompts.add(task)
-                    issued.add(group_key(task.id))
-
-        def drive() -> None:
-            drive_rollouts(ctx, prompts, timeout, chunk=n)
-
-        t_stage = time.perf_counter()
-        issue()
-        drive()
-        pool = ThreadPoolExecutor(max_workers=1)
-        bar = tqdm(total=steps, desc="GRPO" if stage == "rl" else stage, unit="step", dynamic_ncols=True)
-        t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
-        for step in range(1, steps + 1):
-            background = None
-            if overlap and step < steps:  # async: sample the next batch with the current weights meanwhile
-                issue()
-                background = pool.submit(drive)
-            ctx.runtime.raise_if_failed()
-            m = ray.get(learner.train_step.remote(n, timeout))
-            if background is not None:
-                background.result()
-            sync_weights(ctx, learner)
-            m["groups_per_s"] = n / (time.perf_counter() - t_prev)
-            t_prev = time.perf_counter()
-            ctx.metrics.log(stage, step, m)
-            bar.update(1)
-            tqdm.write(_step_line(stage, step, steps, m, ctx.task.accuracy_scorer))
-            if step % lc.checkpoint_every == 0 and step < steps:
-                finish(ctx, learner, f"{stage}-step{step:05d}", sync=False)
-            if not overlap and step < steps:
-                issue()
-                drive()
-        bar.close()
-        pool.shutdown()
-        ckpt = finish(ctx, learner, stage, sync=False)  # the last step synced the workers already
-        books = account(issued, ray.get(learner.accounting.remote()))
+    """GRPO: prompts -> rollout workers -> reward services -> learner, weights back every step
+    (`services.orchestrator.grpo_loop`, which also restarts a learner that died)."""
+    lc = ctx.cfg.learner
+    counts = _split(lc.prompts_per_step, [share for _, share in feeders])
+    t_stage = time.perf_counter()
+    loop = GRPOLoop(ctx, stage, feeders, counts)
+    ckpt, learner_books = loop.run(_step_line)
+    books = account(loop.issued, learner_books)
+    books["learner_restarts"] = loop.restarts
     ctx.policy_dir, ctx.serving_dir, ctx.last_trained = ckpt, ckpt, stage
-    ctx.results[f"{stage}_steps"] = steps
+    ctx.results[f"{stage}_steps"] = lc.rl_steps
     ctx.results[f"{stage}_wall_s"] = round(time.perf_counter() - t_stage, 1)
     ctx.results[f"{stage}_accounting"] = books
     log.info("%s accounting: %s", stage, {k: v for k, v in books.items() if k != "dead_letter_reasons"})
     check_accounting(stage, books, lc.max_failed_share)
     return {
         "checkpoint": ckpt,
-        "steps": steps,
+        "steps": lc.rl_steps,
         "groups_trained": books["trained"],
         "policy_version": ctx.policy_version,
         "accounting": books,

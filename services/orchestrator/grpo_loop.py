@@ -1,0 +1,205 @@
+"""The GRPO loop of an RL stage, with the learner's restarts and the stage's books.
+
+prompts -> rollout workers -> reward services -> learner, weights back to the workers every step.
+Every `learner.checkpoint_every` steps the learner saves an in-stage checkpoint
+(`checkpoints/<stage>-stepNNNNN`) holding, besides weights and optimizer, everything the loop needs to
+continue from it: the step, the issued ids, the feeders' positions, the metrics rows so far and the
+learner's accounting. The learner acknowledges groups only at checkpoints.
+
+When the learner actor dies, the loop starts a new one from the latest in-stage checkpoint (or the
+stage's start), up to `supervisor.max_restarts` times: the new learner numbers its weights after the
+last version the workers saw (versions only move forward), settles every group left in the stream
+(sampled by weights it no longer has: stale), the metrics rows of the lost steps are dropped, and the
+stage continues from the checkpoint's step. `r1forge resume=<run>` continues a killed run the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tqdm.auto import tqdm
+
+from services.orchestrator.learner_session import start_learner, sync_weights
+from services.orchestrator.resume import latest_stage_checkpoint, truncate_metrics
+from services.orchestrator.rollouts import drive_rollouts
+from services.pb import rollout_pb2
+from services.transport.names import group_key
+
+log = logging.getLogger(__name__)
+
+
+class LearnerDied(RuntimeError):
+    pass
+
+
+class GRPOLoop:
+    def __init__(self, ctx, stage: str, feeders: list, counts: list[int]) -> None:
+        self.ctx, self.stage, self.feeders, self.counts = ctx, stage, feeders, counts
+        lc = ctx.cfg.learner
+        self.n, self.steps, self.overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
+        self.timeout = ctx.cfg.launcher.start_timeout_s + 60 * self.n
+        self.prompts = ctx.queue(ctx.cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
+        self.issued: set[str] = set()
+        self.start_dir = ctx.policy_dir  # the stage's input: a restart without a checkpoint starts here
+        self.start_rows = _rows(ctx.metrics.path)  # metrics rows before the stage's first step
+        self.step = 0  # steps done
+        self.restarts = 0
+        self.learner = None
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def run(self, step_line) -> tuple[str, dict]:
+        """Take the stage's steps; return (final checkpoint, the learner's accounting)."""
+        import ray
+
+        resumed = latest_stage_checkpoint(self.ctx.run_dir, self.stage) if self.ctx.cfg.resume else None
+        if resumed is not None:
+            log.info("%s continues from its in-stage checkpoint %s (step %d)", self.stage, *resumed[0:1],
+                     resumed[1]["stage_step"])  # fmt: skip
+            self._start_from(resumed)
+        else:
+            self.learner = start_learner(self.ctx, self.stage)
+        pool = ThreadPoolExecutor(max_workers=1)
+        bar = tqdm(total=self.steps, initial=self.step, desc="GRPO" if self.stage == "rl" else self.stage,
+                   unit="step", dynamic_ncols=True)  # fmt: skip
+        try:
+            fresh = True  # the next step's prompts still have to be issued and sampled
+            t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
+            while self.step < self.steps:
+                try:
+                    if fresh:
+                        self._issue()
+                        self._drive()
+                    step = self.step + 1
+                    background = None
+                    if self.overlap and step < self.steps:  # sample the next batch with the current weights
+                        self._issue()
+                        background = pool.submit(self._drive)
+                    self.ctx.runtime.raise_if_failed()
+                    m = self._call(lambda: self.learner.train_step.remote(self.n, self.timeout))
+                    if background is not None:
+                        background.result()
+                    self._call_sync()
+                    fresh = not self.overlap
+                except LearnerDied as e:
+                    self._restart(e)
+                    bar.n = self.step
+                    fresh, t_prev = True, time.perf_counter()
+                    continue
+                self.step = step
+                m["groups_per_s"] = self.n / (time.perf_counter() - t_prev)
+                t_prev = time.perf_counter()
+                self.ctx.metrics.log(self.stage, step, m)
+                bar.update(1)
+                tqdm.write(step_line(self.stage, step, self.steps, m, self.ctx.task.accuracy_scorer))
+                if step % self.ctx.cfg.learner.checkpoint_every == 0 and step < self.steps:
+                    self._checkpoint(f"{self.stage}-step{step:05d}")
+            ckpt = self._checkpoint(self.stage)
+            books = ray.get(self.learner.accounting.remote())
+        finally:
+            bar.close()
+            pool.shutdown()
+            if self.learner is not None:
+                ray.kill(self.learner)
+        return ckpt, books
+
+    def _drive(self) -> None:
+        drive_rollouts(self.ctx, self.prompts, self.timeout, chunk=self.n)
+
+    def _issue(self) -> None:
+        for (feeder, _), count in zip(self.feeders, self.counts):
+            for task in feeder.next_tasks(count, self.ctx.cfg.rollout.group_size, self.ctx.policy_version):
+                self.prompts.add(task)
+                self.issued.add(group_key(task.id))
+
+    def _checkpoint(self, label: str) -> str:
+        meta = {
+            "stage": self.stage,
+            "stage_step": self.step,
+            "issued": sorted(self.issued),
+            "feeders": [f.state() for f, _ in self.feeders],
+            "metrics_rows": _rows(self.ctx.metrics.path),
+        }
+        import ray
+
+        try:
+            return ray.get(self.learner.save.remote(str(self.ctx.run_dir / "checkpoints" / label), meta))
+        except ray.exceptions.RayActorError as e:  # the step is done but not durable: redo from before
+            raise LearnerDied(str(e)) from e
+
+    # -- learner failures ----------------------------------------------------------------------------
+
+    def _call(self, submit):
+        import ray
+
+        try:
+            return ray.get(submit())
+        except ray.exceptions.RayActorError as e:
+            raise LearnerDied(str(e)) from e
+
+    def _call_sync(self) -> None:
+        import ray
+
+        try:
+            sync_weights(self.ctx, self.learner)
+        except ray.exceptions.RayActorError as e:
+            if self._learner_alive():
+                raise  # a rollout worker failed the sync: not the learner's fault
+            raise LearnerDied(str(e)) from e
+
+    def _learner_alive(self) -> bool:
+        import ray
+
+        try:
+            ray.get(self.learner.policy_version.remote(), timeout=30)
+            return True
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return False
+
+    def _restart(self, error: LearnerDied) -> None:
+        import ray
+
+        self.restarts += 1
+        budget = self.ctx.cfg.supervisor.max_restarts
+        if self.restarts > budget:
+            raise RuntimeError(
+                f"the {self.stage} learner died {self.restarts} times (supervisor.max_restarts={budget}); "
+                f"last error: {error}"
+            ) from error
+        try:
+            ray.kill(self.learner)
+        except Exception:  # already gone
+            pass
+        found = latest_stage_checkpoint(self.ctx.run_dir, self.stage)
+        log.warning("the %s learner died (%s); restarting it from %s (restart %d of %d)", self.stage,
+                    str(error).splitlines()[0], found[0] if found else "the stage's start", self.restarts,
+                    budget)  # fmt: skip
+        self._start_from(found, keep_issued=True)
+
+    def _start_from(self, found, keep_issued: bool = False) -> None:
+        """A new learner from an in-stage checkpoint (or the stage's start), in step with the workers."""
+        import ray
+
+        if found is None:
+            self.learner, self.step = start_learner(self.ctx, self.stage, self.start_dir), 0
+            rows = self.start_rows
+        else:
+            path, meta = found
+            self.learner = start_learner(self.ctx, self.stage, str(path), resume=True)
+            self.step, rows = meta["stage_step"], meta["metrics_rows"]
+            if not keep_issued:  # resume=: the killed run's issued ids and feeder positions
+                self.issued = set(meta["issued"])
+                for (feeder, _), state in zip(self.feeders, meta["feeders"]):
+                    feeder.restore(state)
+        truncate_metrics(self.ctx.metrics.path, rows)  # the lost steps are redone and logged again
+        ray.get(self.learner.continue_version.remote(self.ctx.policy_version + 1))
+        settled = ray.get(self.learner.settle_backlog.remote())
+        if settled:
+            log.info("groups left from before the restart, settled: %s", settled)
+        sync_weights(self.ctx, self.learner)
+
+
+def _rows(path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0

@@ -1,0 +1,57 @@
+"""Drive the rollout workers until the prompts stream is drained; bring a restarted worker up to date.
+
+The orchestrator calls each worker's `rollout` in turn while tasks are outstanding. A worker that dies
+is restarted by Ray (its `max_restarts`); the driver waits until it answers, then gives it the current
+reward addresses and weights; its first read takes back its own pending tasks, which it redoes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+def drive_rollouts(ctx, prompts, timeout_s: float, chunk: int, progress=None) -> None:
+    """Call every worker's `rollout` until the prompts stream is drained (tasks are deleted on ack)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while (left := prompts.outstanding()) > 0:
+        ctx.runtime.raise_if_failed()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{left} prompt tasks still outstanding after {timeout_s:.0f}s of rollouts")
+        refs = [w.rollout.remote(chunk) for w in ctx.runtime.workers]
+        for worker, ref in zip(ctx.runtime.workers, refs):
+            try:
+                done = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+                log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks", e)
+                _resync_restarted(ctx, worker)
+                continue
+            if progress is not None:
+                progress.update(done)
+
+
+def _resync_restarted(ctx, worker) -> None:
+    """A restarted worker re-ran __init__ with the initial weights and services: once it answers again
+    (Ray restarts it within its max_restarts), give it the current ones."""
+    import ray
+
+    timeout = ctx.cfg.launcher.start_timeout_s
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ray.get(worker.ready.remote(), timeout=min(30.0, timeout))
+            break
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            if time.monotonic() > deadline:  # e.g. out of restarts: then Ray says the actor is dead
+                raise RuntimeError(
+                    f"a rollout worker did not come back within {timeout:.0f}s of dying; last error: {e}"
+                ) from e
+            time.sleep(1.0)
+    ray.get([worker.add_reward_service.remote(n, a) for n, a in ctx.runtime.reward_addresses.items()])
+    if getattr(ctx.runtime, "last_weights", None):
+        ann, payload = ctx.runtime.last_weights
+        ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
