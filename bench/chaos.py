@@ -17,8 +17,9 @@ behind (exit code, summary.json, metrics.jsonl, the final checkpoint's trained i
 Scenarios: F1 kill -9 the rollout worker actor; F2 kill -9 the accuracy reward service; F3 SIGSTOP
 it past its deadline, then SIGCONT; F4 kill -9 the embedded redis-server; F5 kill -9 the learner actor
 (it restarts from its latest in-stage checkpoint); F6 poison messages (an unparseable entry and a task
-whose prompt the engine rejects) in the prompts stream. A weight transfer failing midway (F7) is not
-covered yet.
+whose prompt the engine rejects) in the prompts stream; F7 a rollout worker that dies with half of a
+weight transfer loaded (a failpoint, services/transport/failpoints.py, since that moment cannot be timed
+from outside).
 
 tests/chaos/ runs every scenario with these checks; this script prints the table for the README.
 """
@@ -40,6 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from services.transport.failpoints import ENV as FAILPOINTS_ENV  # noqa: E402
+from services.transport.failpoints import arm, fired  # noqa: E402
+
 TAG_VAR = "R1FORGE_TEST_TAG"
 RL_STEPS = 8
 FAULT_AFTER_STEP = 2
@@ -85,10 +90,13 @@ class Outcome:
     log_tail: str = ""
 
 
-def r1forge(overrides: list[str], cwd: Path, log, tag: str) -> subprocess.Popen:
+def r1forge(
+    overrides: list[str], cwd: Path, log, tag: str, failpoints: Path | None = None
+) -> subprocess.Popen:
     env = {
         **os.environ,
         TAG_VAR: tag,
+        **({FAILPOINTS_ENV: str(failpoints)} if failpoints else {}),
         "OMP_NUM_THREADS": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -210,7 +218,7 @@ def inject_poison(tag: str) -> None:
     client.close()
 
 
-def _fault(scenario: str, tag: str) -> None:
+def _fault(scenario: str, tag: str, failpoints: Path) -> None:
     if scenario == "F1":
         os.kill(find_process(tag, r"ray::RolloutWorker")[0], signal.SIGKILL)
     elif scenario == "F2":
@@ -229,6 +237,8 @@ def _fault(scenario: str, tag: str) -> None:
         os.kill(find_process(tag, r"ray::LearnerService")[0], signal.SIGKILL)
     elif scenario == "F6":
         inject_poison(tag)
+    elif scenario == "F7":
+        arm(failpoints, "update_weights_midway")  # the next weight transfer kills its worker midway
     else:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {list(SCENARIOS)}")
 
@@ -240,6 +250,7 @@ SCENARIOS = {
     "F4": "kill -9 the embedded redis-server",
     "F5": "kill -9 the learner",
     "F6": "poison messages in the prompts stream",
+    "F7": "a rollout worker dies midway through a weight transfer",
 }
 
 
@@ -249,12 +260,14 @@ def run_scenario(
     """Run GRPO from `sft_ckpt`, inject `scenario`'s fault after FAULT_AFTER_STEP steps, check the run."""
     run_dir, log_path, tag = workdir / f"run-{scenario}", workdir / f"{scenario}.log", uuid.uuid4().hex
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: its metrics are the only ones read
+    failpoints = workdir / f"failpoints-{scenario}"
+    shutil.rmtree(failpoints, ignore_errors=True)
     overrides = [
         f"run_dir={run_dir}", f"model.cache_dir={zoo_dir}", *BASE, f"model.path={sft_ckpt}",
         "pipeline.stages=[rl]", f"learner.rl_steps={RL_STEPS}",
     ]  # fmt: skip
     with log_path.open("w") as log:
-        proc = r1forge(overrides, workdir, log, tag)
+        proc = r1forge(overrides, workdir, log, tag, failpoints)
         try:
             deadline = time.monotonic() + timeout_s
             while _rl_steps_logged(run_dir) < FAULT_AFTER_STEP and proc.poll() is None:
@@ -262,14 +275,18 @@ def run_scenario(
                     raise TimeoutError(f"{scenario}: GRPO did not log {FAULT_AFTER_STEP} steps in time")
                 time.sleep(0.2)
             if proc.poll() is None:
-                _fault(scenario, tag)
+                _fault(scenario, tag, failpoints)
             rc = proc.wait(max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             rc = -9
         finally:
             kill_tagged(tag)
-    return check_run(scenario, rc, run_dir, log_path)
+    out = check_run(scenario, rc, run_dir, log_path)
+    if scenario == "F7" and not fired(failpoints, "update_weights_midway"):
+        out.problems.append("the weight-transfer failpoint never fired")
+        out.recovered = False
+    return out
 
 
 def check_run(scenario: str, rc: int, run_dir: Path, log_path: Path) -> Outcome:

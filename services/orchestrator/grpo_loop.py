@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
-from services.orchestrator.learner_session import start_learner, sync_weights
+from services.orchestrator.learner_session import start_learner
 from services.orchestrator.resume import latest_stage_checkpoint, truncate_metrics
-from services.orchestrator.rollouts import drive_rollouts
+from services.orchestrator.rollouts import drive_rollouts, sync_weights
 from services.pb import rollout_pb2
 from services.transport.names import group_key
 

@@ -3,7 +3,7 @@
 `with learner_session(ctx) as learner:` starts a `LearnerService` actor on the current policy (or on
 `model_dir`; with `groups_stage` it also consumes that stage's groups stream) and kills it when the block
 ends, on errors too. `finish(ctx, learner, label)` saves `checkpoints/<label>` and, unless `sync=False`,
-pushes the new weights to every rollout worker (`sync_weights`); it returns the checkpoint.
+pushes the new weights to every rollout worker (`rollouts.sync_weights`); it returns the checkpoint.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from omegaconf import OmegaConf
 
+from services.orchestrator.rollouts import sync_weights
 from services.transport.names import groups_stream_for
 
 
@@ -54,20 +55,3 @@ def finish(ctx, learner, label: str, sync: bool = True) -> str:
     if sync:
         sync_weights(ctx, learner)
     return ckpt
-
-
-def sync_weights(ctx, learner) -> int:
-    """Publish the learner's weights and load them into every rollout worker; return the version."""
-    import ray
-
-    ann, payload = learner.publish.options(num_returns=2).remote()
-    timeout = ctx.cfg.rollout.weight_sync_timeout_s
-    try:
-        versions = ray.get(
-            [w.update_weights.remote(ann, payload) for w in ctx.runtime.workers], timeout=timeout
-        )
-    except ray.exceptions.GetTimeoutError as e:
-        raise TimeoutError(f"weight sync to rollout workers took longer than {timeout:.0f}s") from e
-    ctx.runtime.last_weights = (ann, payload)
-    ctx.policy_version = versions[0]
-    return ctx.policy_version

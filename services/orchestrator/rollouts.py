@@ -1,4 +1,5 @@
-"""Drive the rollout workers until the prompts stream is drained; bring a restarted worker up to date.
+"""Drive the rollout workers until the prompts stream is drained; push weights to them; bring a
+restarted worker up to date.
 
 The orchestrator calls each worker's `rollout` in turn while tasks are outstanding. A worker that dies
 is restarted by Ray (its `max_restarts`); the driver waits until it answers, then gives it the current
@@ -28,13 +29,13 @@ def drive_rollouts(ctx, prompts, timeout_s: float, chunk: int, progress=None) ->
                 done = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
                 log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks", e)
-                _resync_restarted(ctx, worker)
+                resync_worker(ctx, worker)
                 continue
             if progress is not None:
                 progress.update(done)
 
 
-def _resync_restarted(ctx, worker) -> None:
+def resync_worker(ctx, worker) -> None:
     """A restarted worker re-ran __init__ with the initial weights and services: once it answers again
     (Ray restarts it within its max_restarts), give it the current ones."""
     import ray
@@ -54,4 +55,32 @@ def _resync_restarted(ctx, worker) -> None:
     ray.get([worker.add_reward_service.remote(n, a) for n, a in ctx.runtime.reward_addresses.items()])
     if getattr(ctx.runtime, "last_weights", None):
         ann, payload = ctx.runtime.last_weights
-        ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
+        return ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
+    return ray.get(worker.policy_version_held.remote())
+
+
+def sync_weights(ctx, learner) -> int:
+    """Publish the learner's weights and load them into every rollout worker; return the version.
+
+    A worker that dies during the transfer (its half-loaded engine dies with it) is restarted by Ray
+    and given the same weights (`resync_worker`); the version only moves forward."""
+    import ray
+
+    ann, payload = learner.publish.options(num_returns=2).remote()
+    ray.get(ann)  # the learner's failure surfaces here, before any worker is touched
+    ctx.runtime.last_weights = (ann, payload)  # what a worker restarted from now on is given
+    timeout = ctx.cfg.rollout.weight_sync_timeout_s
+    refs = [w.update_weights.remote(ann, payload) for w in ctx.runtime.workers]
+    versions = []
+    for worker, ref in zip(ctx.runtime.workers, refs):
+        try:
+            versions.append(ray.get(ref, timeout=timeout))
+        except ray.exceptions.GetTimeoutError as e:
+            raise TimeoutError(f"weight sync to rollout workers took longer than {timeout:.0f}s") from e
+        except ray.exceptions.RayActorError as e:
+            log.warning(
+                "rollout worker died during the weight transfer (%s); restarting and re-syncing it", e
+            )
+            versions.append(resync_worker(ctx, worker))
+    ctx.policy_version = versions[0]
+    return ctx.policy_version

@@ -17,6 +17,7 @@ waiting for that stage's groups account for it instead of waiting.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -24,6 +25,7 @@ from services.pb import rollout_pb2
 from services.reward.combine import apply_scores, status_name, task_weights
 from services.reward.scorer import SCORER_NAMES
 from services.rollout.engine import SamplingSpec, make_engine
+from services.transport.failpoints import failpoint
 from services.transport.names import GROUP_READERS, group_key, groups_stream_for
 
 log = logging.getLogger(__name__)
@@ -100,8 +102,16 @@ class RolloutWorker:
         from services.transport.weights import unpack_weights
 
         ann = rollout_pb2.WeightsAnnouncement.FromString(announcement)
-        self.engine.load_weights(unpack_weights(ann, payload))
+        weights = unpack_weights(ann, payload)
+        if failpoint("update_weights_midway"):  # chaos testing (F7): die with half the tensors loaded
+            self.engine.load_weights(dict(list(weights.items())[: len(weights) // 2]))
+            log.error("failpoint update_weights_midway: worker %s exits mid-transfer", self.worker_id)
+            os._exit(1)
+        self.engine.load_weights(weights)
         self.policy_version = ann.policy_version
+        return self.policy_version
+
+    def policy_version_held(self) -> int:
         return self.policy_version
 
     def rollout(self, max_tasks: int, block_s: float | None = None) -> int:
