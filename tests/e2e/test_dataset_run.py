@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "tasks" / "gsm8k_sample.jsonl"
-RL_STEPS = 2
+RL_STEPS = 3
 OVERRIDES = [
     "task=dataset",
     f"task.path={SAMPLE}",
@@ -25,13 +25,16 @@ OVERRIDES = [
     "task.train_size=32",
     "task.heldout_size=4",
     "pipeline.stages=[cold_start_sft,eval,rl,eval]",
-    "learner.sft_steps=5",
+    # Enough of a cold start that most completions follow the format and GRPO has groups to train on:
+    # a stage that trains no group fails the run (12 groups of 8 all scoring alike is very unlikely).
+    "learner.sft_steps=60",
     "learner.sft_batch_size=8",
     f"learner.rl_steps={RL_STEPS}",
-    "learner.prompts_per_step=2",
-    "rollout.group_size=2",
-    # A worked GSM8K solution is ~100 characters; a truncated completion scores 0, which is fine here.
-    "rollout.max_new_tokens=48",
+    "learner.prompts_per_step=4",
+    "rollout.group_size=8",
+    "rollout.temperature=0.7",
+    # A worked GSM8K solution of the sample is at most ~150 characters (one token each).
+    "rollout.max_new_tokens=192",
     "eval.num_prompts=4",
     "eval.num_samples=2",
 ]

@@ -24,10 +24,13 @@ OVERRIDES = [
     "task.heldout_size=4",
     "task.cold_start_size=8",
     "pipeline.stages=[cold_start_sft,eval,rl,eval]",
-    "learner.sft_steps=10",
-    "learner.rl_steps=1",
-    "learner.prompts_per_step=2",
-    "rollout.group_size=2",
+    # Enough of a cold start that most completions follow the format and GRPO has groups to train on:
+    # a stage that trains no group fails the run (12 groups of 8 all scoring alike is very unlikely).
+    "learner.sft_steps=100",
+    "learner.rl_steps=3",
+    "learner.prompts_per_step=4",
+    "rollout.group_size=8",
+    "rollout.temperature=0.7",
     # The longest default cold-start completion, "<think>99 - 10 + 99 = 188</think><answer>188</answer>",
     # is under 60 characters.
     "rollout.max_new_tokens=64",

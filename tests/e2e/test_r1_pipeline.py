@@ -24,7 +24,8 @@ STAGES = ["reward_model", "cold_start_sft", "eval", "rl", "eval", "rejection_sam
 TINY_R1 = [
     "pipeline=r1",
     *OVERRIDES,
-    "learner.rl_steps=2",
+    # 12 groups per RL stage: one that trains no group fails the run, and all 12 scoring alike is unlikely.
+    "learner.rl_steps=3",
     # The reward model: a few steps, 64 held-out pairs (the full set is the README's measurement).
     "reward_model.steps=6",
     "reward_model.batch_size=8",
