@@ -18,6 +18,7 @@ import pytest
 from tests.e2e.test_pipeline_run import OVERRIDES
 
 pytestmark = pytest.mark.e2e
+RL_STEPS = 3
 
 STAGES = ["reward_model", "cold_start_sft", "eval", "rl", "eval", "rejection_sampling", "sft", "eval",
           "rl_general", "eval", "distill", "eval"]  # fmt: skip
@@ -25,7 +26,7 @@ TINY_R1 = [
     "pipeline=r1",
     *OVERRIDES,
     # 12 groups per RL stage: one that trains no group fails the run, and all 12 scoring alike is unlikely.
-    "learner.rl_steps=3",
+    f"learner.rl_steps={RL_STEPS}",
     # The reward model: a few steps, 64 held-out pairs (the full set is the README's measurement).
     "reward_model.steps=6",
     "reward_model.batch_size=8",
@@ -81,7 +82,7 @@ def test_reward_model_trained_and_scored_general_prompts(run):
     assert 0.0 <= out["heldout_accuracy"] <= 1.0 and out["heldout_pairs"] == 64
     assert (run.dir / "checkpoints" / "reward_model" / "config.json").is_file()
     rl2 = _rows(run.dir, "rl_general")
-    assert len(rl2) == 2
+    assert len(rl2) == RL_STEPS
     # Per-source metrics: the general prompts were judged by the reward model, the reasoning ones by rules.
     assert all("general/reward_reward_model" in r and "addition/reward_accuracy" in r for r in rl2), rl2
     assert all("general/reward_accuracy" not in r for r in rl2)
