@@ -90,9 +90,23 @@ class Outcome:
     log_tail: str = ""
 
 
-def r1forge(
-    overrides: list[str], cwd: Path, log, tag: str, failpoints: Path | None = None
-) -> subprocess.Popen:
+def r1forge_command() -> list[str]:
+    """The `r1forge` console script installed beside this interpreter, else the same main via -c."""
+    script = Path(sys.executable).parent / "r1forge"
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from services.orchestrator.cli import main; sys.exit(main())"]
+
+
+def start_r1forge(
+    overrides: list[str], cwd: Path, log=None, failpoints: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Start `r1forge *overrides` in `cwd` in its own process group; return the process and its tag.
+
+    Every process the run starts inherits the tag (`tagged_processes` finds them), and `failpoints`
+    when given. Output goes to pipes (read them with communicate), or to the open file `log` when given.
+    """
+    tag = uuid.uuid4().hex
     env = {
         **os.environ,
         TAG_VAR: tag,
@@ -101,30 +115,40 @@ def r1forge(
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     }
-    script = Path(sys.executable).parent / "r1forge"
-    cmd = [str(script)] if script.is_file() else [sys.executable, "-m", "services.orchestrator.cli"]
-    return subprocess.Popen(
-        [*cmd, *overrides], cwd=cwd, env=env, stdout=log, stderr=log, text=True, start_new_session=True
+    proc = subprocess.Popen(
+        [*r1forge_command(), *overrides],
+        cwd=cwd,
+        env=env,
+        stdout=log or subprocess.PIPE,
+        stderr=log or subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, so a hang can be killed whole
     )
+    return proc, tag
 
 
-def tagged(tag: str) -> dict[int, str]:
-    """pid -> command line of every live process carrying `tag` in its environment."""
-    needle, found = f"{TAG_VAR}={tag}".encode(), {}
+def tagged_processes(tag: str) -> dict[int, str]:
+    """pid -> command line of every live process whose environment carries `tag`."""
+    needle = f"{TAG_VAR}={tag}".encode()
+    found = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                    found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # a zombie has exited; only its parent's wait is missing
+            found[int(entry.name)] = (
+                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
         except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
+            continue  # exited while we looked, or not ours to read
     return found
 
 
 def kill_tagged(tag: str) -> None:
-    for pid in tagged(tag):
+    for pid in tagged_processes(tag):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -135,7 +159,7 @@ def find_process(tag: str, pattern: str, timeout_s: float = 30.0) -> tuple[int, 
     """(pid, command line) of the run's process whose command line matches `pattern`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for pid, cmd in tagged(tag).items():
+        for pid, cmd in tagged_processes(tag).items():
             if re.search(pattern, cmd):
                 return pid, cmd
         time.sleep(0.2)
@@ -148,12 +172,11 @@ def make_sft_checkpoint(workdir: Path, zoo_dir: Path, timeout_s: float = 600) ->
     ckpt = run_dir / "checkpoints" / "cold_start_sft"
     if ckpt.is_dir():
         return ckpt
-    tag = uuid.uuid4().hex
     with (workdir / "sft.log").open("w") as log:
-        proc = r1forge(
+        proc, tag = start_r1forge(
             [f"run_dir={run_dir}", f"model.cache_dir={zoo_dir}", *BASE, "pipeline.stages=[cold_start_sft]",
              f"learner.sft_steps={SFT_STEPS}"],
-            workdir, log, tag,
+            workdir, log,
         )  # fmt: skip
         try:
             rc = proc.wait(timeout_s)
@@ -176,7 +199,7 @@ def redis_server(tag: str, timeout_s: float = 30.0) -> tuple[int, int]:
     "redis-server 127.0.0.1:<port>"."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        watchdogs = {pid for pid, cmd in tagged(tag).items() if re.search(REDIS_WATCHDOG, cmd)}
+        watchdogs = {pid for pid, cmd in tagged_processes(tag).items() if re.search(REDIS_WATCHDOG, cmd)}
         for entry in Path("/proc").iterdir():
             try:
                 if not entry.name.isdigit():
@@ -258,7 +281,7 @@ def run_scenario(
     scenario: str, workdir: Path, sft_ckpt: Path, zoo_dir: Path, timeout_s: float = 600
 ) -> Outcome:
     """Run GRPO from `sft_ckpt`, inject `scenario`'s fault after FAULT_AFTER_STEP steps, check the run."""
-    run_dir, log_path, tag = workdir / f"run-{scenario}", workdir / f"{scenario}.log", uuid.uuid4().hex
+    run_dir, log_path = workdir / f"run-{scenario}", workdir / f"{scenario}.log"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: its metrics are the only ones read
     failpoints = workdir / f"failpoints-{scenario}"
     shutil.rmtree(failpoints, ignore_errors=True)
@@ -267,7 +290,7 @@ def run_scenario(
         "pipeline.stages=[rl]", f"learner.rl_steps={RL_STEPS}",
     ]  # fmt: skip
     with log_path.open("w") as log:
-        proc = r1forge(overrides, workdir, log, tag, failpoints)
+        proc, tag = start_r1forge(overrides, workdir, log, failpoints)
         try:
             deadline = time.monotonic() + timeout_s
             while _rl_steps_logged(run_dir) < FAULT_AFTER_STEP and proc.poll() is None:

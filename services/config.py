@@ -524,6 +524,7 @@ VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 def check_config(cfg) -> None:
     """Rules that span services, checked once before anything starts. Raises ValueError with the fix."""
     from services.rollout.engine import ENGINES
+    from services.transport.redis_server import APPENDFSYNC
 
     errors = [
         f"{key}: unknown config key (a '+key=value' override adds keys the schema does not have); "
@@ -532,8 +533,8 @@ def check_config(cfg) -> None:
     ]
     if cfg.rollout.engine not in ENGINES:
         errors.append(f"rollout.engine={cfg.rollout.engine!r}: choose one of {list(ENGINES)}")
-    if cfg.redis.appendfsync not in ("always", "everysec"):
-        errors.append(f"redis.appendfsync={cfg.redis.appendfsync!r}: choose one of ['always', 'everysec']")
+    if cfg.redis.appendfsync not in APPENDFSYNC:
+        errors.append(f"redis.appendfsync={cfg.redis.appendfsync!r}: choose one of {list(APPENDFSYNC)}")
     if not 0.0 <= cfg.learner.max_failed_share <= 1.0:
         errors.append(f"learner.max_failed_share={cfg.learner.max_failed_share}: must be between 0 and 1")
     if cfg.rollout.group_size < 2:

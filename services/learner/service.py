@@ -292,9 +292,6 @@ class LearnerService:
         self._unacked += [d.entry_id for d in deliveries]
         return {r: n for r, n in selection.dropped.items() if n}
 
-    def trained_group_ids(self) -> list[str]:
-        return sorted(self.trainer.trained_group_ids)
-
 
 def _rollout_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:
     """Reward components, language mixing and response length over every completion received this step;

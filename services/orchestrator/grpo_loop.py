@@ -56,8 +56,9 @@ class GRPOLoop:
 
         resumed = latest_stage_checkpoint(self.ctx.run_dir, self.stage) if self.ctx.cfg.resume else None
         if resumed is not None:
-            log.info("%s continues from its in-stage checkpoint %s (step %d)", self.stage, *resumed[0:1],
-                     resumed[1]["stage_step"])  # fmt: skip
+            path, meta = resumed
+            log.info("%s continues from its in-stage checkpoint %s (step %d)", self.stage, path,
+                     meta["stage_step"])  # fmt: skip
             self._start_from(resumed)
         else:
             self.learner = start_learner(self.ctx, self.stage)
@@ -67,36 +68,26 @@ class GRPOLoop:
         try:
             fresh = True  # the next step's prompts still have to be issued and sampled
             t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
-            while self.step < self.steps:
-                try:
-                    if fresh:
-                        self._issue()
-                        self._drive()
-                    step = self.step + 1
-                    background = None
-                    if self.overlap and step < self.steps:  # sample the next batch with the current weights
-                        self._issue()
-                        background = pool.submit(self._drive)
-                    self.ctx.runtime.raise_if_failed()
-                    m = self._call(lambda: self.learner.train_step.remote(self.n, self.timeout))
-                    if background is not None:
-                        background.result()
-                    self._call_sync()
+            while True:
+                try:  # a learner that dies anywhere in here is restarted from its latest checkpoint
+                    if self.step == self.steps:
+                        ckpt = self._checkpoint(self.stage)
+                        break
+                    m = self._step(pool, fresh)
                     fresh = not self.overlap
+                    self.step += 1
+                    m["groups_per_s"] = self.n / (time.perf_counter() - t_prev)
+                    t_prev = time.perf_counter()
+                    self.ctx.metrics.log(self.stage, self.step, m)
+                    bar.update(1)
+                    tqdm.write(step_line(self.stage, self.step, self.steps, m, self.ctx.task.accuracy_scorer))
+                    if self.step % self.ctx.cfg.learner.checkpoint_every == 0 and self.step < self.steps:
+                        self._checkpoint(f"{self.stage}-step{self.step:05d}")
                 except LearnerDied as e:
                     self._restart(e)
                     bar.n = self.step
+                    bar.refresh()
                     fresh, t_prev = True, time.perf_counter()
-                    continue
-                self.step = step
-                m["groups_per_s"] = self.n / (time.perf_counter() - t_prev)
-                t_prev = time.perf_counter()
-                self.ctx.metrics.log(self.stage, step, m)
-                bar.update(1)
-                tqdm.write(step_line(self.stage, step, self.steps, m, self.ctx.task.accuracy_scorer))
-                if step % self.ctx.cfg.learner.checkpoint_every == 0 and step < self.steps:
-                    self._checkpoint(f"{self.stage}-step{step:05d}")
-            ckpt = self._checkpoint(self.stage)
             books = ray.get(self.learner.accounting.remote())
         finally:
             bar.close()
@@ -104,6 +95,23 @@ class GRPOLoop:
             if self.learner is not None:
                 ray.kill(self.learner)
         return ckpt, books
+
+    def _step(self, pool: ThreadPoolExecutor, fresh: bool) -> dict:
+        """One GRPO step: sample (unless the previous step sampled it already), train, push the weights;
+        the learner's metrics. With max_staleness > 0 the next batch is sampled while the learner trains."""
+        if fresh:
+            self._issue()
+            self._drive()
+        background = None
+        if self.overlap and self.step + 1 < self.steps:  # sample the next batch with the current weights
+            self._issue()
+            background = pool.submit(self._drive)
+        self.ctx.runtime.raise_if_failed()
+        m = self._call(lambda: self.learner.train_step.remote(self.n, self.timeout))
+        if background is not None:
+            background.result()
+        self._call_sync()
+        return m
 
     def _drive(self) -> None:
         drive_rollouts(self.ctx, self.prompts, self.timeout, chunk=self.n)

@@ -350,9 +350,8 @@ def sample_groups(
             len(problems),
             next(iter(dead.values())),
         )
-        ctx.results.setdefault("dead_lettered", {})[stage] = ctx.results.get("dead_lettered", {}).get(
-            stage, 0
-        ) + len(dead)
+        counts = ctx.results.setdefault("dead_lettered", {})
+        counts[stage] = counts.get(stage, 0) + len(dead)
     return groups
 
 

@@ -9,7 +9,7 @@ and a `restart()`. What it watches:
 * the embedded Redis: its server process is alive and answers PING.
 
 Ray restarts rollout worker actors itself (`max_restarts`); the driver re-syncs a restarted worker's
-weights (`stages.drive_rollouts`). Services the user runs (`reward.addresses`, `redis.url`) are not
+weights (`rollouts.drive_rollouts`). Services the user runs (`reward.addresses`, `redis.url`) are not
 r1forge's to restart; a failure there shows up as retried and then dead-lettered groups.
 
 A service is restarted after `unhealthy_after` failed checks in a row (at once when its process has

@@ -172,7 +172,11 @@ class RolloutWorker:
 
     def _emit_dead_letter(self, task: rollout_pb2.PromptTask, reason: str) -> None:
         """The marker group of a dead-lettered task: its id and reason, no completions."""
-        marker = rollout_pb2.ScoredGroup(
+        self._queue_for(task.stage).add(self._group_for(task, dead_letter_reason=reason))
+
+    def _group_for(self, task: rollout_pb2.PromptTask, **fields) -> rollout_pb2.ScoredGroup:
+        """A group of `task` from this worker and its policy version: the task's identity copied."""
+        return rollout_pb2.ScoredGroup(
             id=task.id,
             prompt=task.prompt,
             policy_version=self.policy_version,
@@ -180,9 +184,8 @@ class RolloutWorker:
             source=task.source,
             answer=task.answer,
             stage=task.stage,
-            dead_letter_reason=reason,
+            **fields,
         )
-        self._queue_for(task.stage).add(marker)
 
     def _queue_for(self, stage: str):
         stream = groups_stream_for(self.redis_cfg.groups_stream, stage)
@@ -240,17 +243,7 @@ class RolloutWorker:
             )
         futures = {name: self.pool.submit(self.clients[name].score, items) for name in weights}
         results = {name: f.result() for name, f in futures.items()}
-        out = rollout_pb2.ScoredGroup(
-            id=task.id,
-            prompt=task.prompt,
-            prompt_token_ids=task.prompt_token_ids,
-            policy_version=self.policy_version,
-            worker_id=self.worker_id,
-            generate_s=generate_s,
-            source=task.source,
-            answer=task.answer,
-            stage=task.stage,
-        )
+        out = self._group_for(task, prompt_token_ids=task.prompt_token_ids, generate_s=generate_s)
         for i, c in enumerate(group):
             comp = out.completions.add(
                 sample_index=i,

@@ -171,9 +171,7 @@ class EmbeddedRedis:
             )
         self.server_pid = int(line)
         deadline = time.monotonic() + self.start_timeout_s
-        probe = redis.Redis(
-            host="127.0.0.1", port=port, password=self.password, socket_timeout=1, socket_connect_timeout=1
-        )
+        probe = self._probe(port, timeout_s=1)
         try:
             while True:
                 try:
@@ -191,6 +189,16 @@ class EmbeddedRedis:
         finally:
             probe.close()
 
+    def _probe(self, port: int, timeout_s: float) -> redis.Redis:
+        """A short-timeout client for one PING: is the server on `port` answering?"""
+        return redis.Redis(
+            host="127.0.0.1",
+            port=port,
+            password=self.password,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+
     @property
     def port(self) -> int:
         return int(urlsplit(self.url).port)
@@ -199,13 +207,7 @@ class EmbeddedRedis:
         """None when the server runs and answers PING; else what is wrong ("exited ..." if it died)."""
         if self.server_pid is None or not _alive(self.server_pid):
             return f"exited (redis-server pid {self.server_pid})"
-        probe = redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            password=self.password,
-            socket_timeout=2,
-            socket_connect_timeout=2,
-        )
+        probe = self._probe(self.port, timeout_s=2)
         try:
             probe.ping()
         except (redis.ConnectionError, redis.TimeoutError) as e:

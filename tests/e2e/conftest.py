@@ -1,8 +1,8 @@
 """Fixtures for e2e tests: run the real `r1forge` entry point in a subprocess, find what it left behind.
 
-Every run gets a unique `R1FORGE_TEST_TAG` in its environment. Children inherit it (the embedded
-Redis watchdog and its redis-server, the reward services, Ray's processes), so scanning /proc for the
-tag finds exactly this run's processes and never another user's on a shared machine.
+Every run gets a unique `R1FORGE_TEST_TAG` in its environment (`bench.chaos.start_r1forge`). Children
+inherit it (the embedded Redis watchdog, the reward services, Ray's processes), so scanning /proc for
+the tag finds exactly this run's processes and never another user's on a shared machine.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-TAG_VAR = "R1FORGE_TEST_TAG"
+# Starting a run with its tag and finding its processes: the same code the chaos harness uses.
+from bench.chaos import kill_tagged, start_r1forge, tagged_processes  # noqa: F401 (test_resume imports some)
 
 
 @dataclass
@@ -32,39 +30,6 @@ class Result:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
-
-
-def r1forge_command() -> list[str]:
-    """The `r1forge` console script installed beside this interpreter, else the same main via -c."""
-    script = Path(sys.executable).parent / "r1forge"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from services.orchestrator.cli import main; sys.exit(main())"]
-
-
-def start_r1forge(overrides: list[str], cwd: Path, log=None) -> tuple[subprocess.Popen, str]:
-    """Start `r1forge *overrides` in `cwd` in its own process group; return the process and its tag.
-
-    Output goes to pipes (read them with communicate), or to the open file `log` when given.
-    """
-    tag = uuid.uuid4().hex
-    env = {
-        **os.environ,
-        TAG_VAR: tag,
-        "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-    }
-    proc = subprocess.Popen(
-        [*r1forge_command(), *overrides],
-        cwd=cwd,
-        env=env,
-        stdout=log or subprocess.PIPE,
-        stderr=log or subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, so a hang can be killed whole
-    )
-    return proc, tag
 
 
 def run_r1forge(overrides: list[str], cwd: Path, timeout_s: float) -> Result:
@@ -83,40 +48,12 @@ def run_r1forge(overrides: list[str], cwd: Path, timeout_s: float) -> Result:
     return Result(proc.returncode, stdout, stderr, tag)
 
 
-def tagged_processes(tag: str) -> dict[int, str]:
-    """pid -> command line of every live process whose environment carries `tag`."""
-    needle = f"{TAG_VAR}={tag}".encode()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue  # a zombie has exited; only its parent's wait is missing
-            found[int(entry.name)] = (
-                (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            )
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue  # exited while we looked, or not ours to read
-    return found
-
-
 def leftover_processes(tag: str, grace_s: float) -> dict[int, str]:
     """The tagged processes still alive after `grace_s` (children get time to notice their parent died)."""
     deadline = time.monotonic() + grace_s
     while (alive := tagged_processes(tag)) and time.monotonic() < deadline:
         time.sleep(0.25)
     return alive
-
-
-def kill_tagged(tag: str) -> None:
-    for pid in tagged_processes(tag):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def assert_nothing_left_behind(result: Result, grace_s: float = 20.0) -> None:
