@@ -44,13 +44,18 @@ class Selection:
 
 
 def _drop_reason(
-    group: rollout_pb2.ScoredGroup, key: str, seen: set[str], current_version: int, max_staleness: int
+    group: rollout_pb2.ScoredGroup,
+    key: str,
+    seen: set[str],
+    current_version: int,
+    max_staleness: int,
+    version_floor: int,
 ) -> str | None:
     if key in seen:
         return "duplicate"
     if group.dead_letter_reason:
         return "dead_lettered"
-    if current_version - group.policy_version > max_staleness:
+    if current_version - group.policy_version > max_staleness or group.policy_version < version_floor:
         return "stale"
     completions = group.completions
     if (
@@ -68,13 +73,18 @@ def _drop_reason(
 
 
 def select_groups(
-    groups: Sequence[rollout_pb2.ScoredGroup], trained_ids: set[str], current_version: int, max_staleness: int
+    groups: Sequence[rollout_pb2.ScoredGroup],
+    trained_ids: set[str],
+    current_version: int,
+    max_staleness: int,
+    version_floor: int = 0,
 ) -> Selection:
     """Split `groups` into the ones to train and counts of dropped ones by reason (see module doc).
 
     Each group is counted once, under the first reason that applies, in the order of `DROP_REASONS`.
     A second copy of a group within `groups` is a `duplicate` too. `trained_ids` is not modified: the
-    caller adds the keys once the step that used them is durable.
+    caller adds the keys once the step that used them is durable. A group sampled by a version older
+    than `version_floor` is stale whatever `max_staleness` says (a restarted learner's floor).
     """
     if max_staleness < 0:
         raise ValueError(f"max_staleness={max_staleness} must be >= 0 (0 means strictly on-policy)")
@@ -82,7 +92,7 @@ def select_groups(
     selection = Selection(groups=[])
     for group in groups:
         key = group_key(group.id)
-        reason = _drop_reason(group, key, seen, current_version, max_staleness)
+        reason = _drop_reason(group, key, seen, current_version, max_staleness, version_floor)
         seen.add(key)
         if reason is None:
             selection.groups.append(group)

@@ -63,6 +63,7 @@ class LearnerService:
             )
             self.groups.ensure_group()
         self._unacked: list[str] = []  # entries whose effect the next checkpoint makes durable
+        self.version_floor = 0  # groups sampled by an older version are stale (see continue_version)
         self._sft_iter = None
         # The stage's accounting: the outcome of every group id received (trained or a drop reason),
         # extra copies of ids already settled, and each dead-lettered id's reason.
@@ -163,12 +164,15 @@ class LearnerService:
         wait_s = time.perf_counter() - t0
         groups = [d.message for d in deliveries]
         selection = select_groups(
-            groups, self.trainer.trained_group_ids, self.trainer.policy_version, self.cfg.max_staleness
+            groups,
+            self.trainer.trained_group_ids,
+            self.trainer.policy_version,
+            self.cfg.max_staleness,
+            self.version_floor,
         )
         metrics: dict = {f"dropped_{r}": selection.dropped[r] for r in DROP_REASONS}
         metrics.update(_rollout_metrics(groups))
-        # How many versions behind the learner the sampling policy was (0 on-policy, <= max_staleness async).
-        metrics["policy_lag_max"] = max(self.trainer.policy_version - g.policy_version for g in groups)
+        metrics.update(staleness_histogram(groups, self.trainer.policy_version))
         if selection.groups:
             batch = build_batch(selection.groups, self.trainer.tokenizer.pad_token_id, self.cfg.adv_eps)
             if self._is_moe:
@@ -269,6 +273,9 @@ class LearnerService:
         """Number the next published weights `version` at least (a learner restarted from an older
         checkpoint must not publish a version the rollout workers have seen); returns the version."""
         self.trainer.policy_version = max(self.trainer.policy_version, version)
+        # Groups sampled before the restart come from weights this learner never had: stale whatever
+        # max_staleness says (the workers keep streaming the old tasks they hold).
+        self.version_floor = self.trainer.policy_version
         return self.trainer.policy_version
 
     def settle_backlog(self) -> dict[str, int]:
@@ -291,6 +298,16 @@ class LearnerService:
         self._account(groups, selection)
         self._unacked += [d.entry_id for d in deliveries]
         return {r: n for r, n in selection.dropped.items() if n}
+
+
+def staleness_histogram(groups: list[rollout_pb2.ScoredGroup], version: int) -> dict[str, int]:
+    """How many versions behind `version` each sampled group's policy was: {"staleness_<lag>": groups}
+    (0 on-policy; up to max_staleness when rollout runs ahead), plus the largest as `policy_lag_max`."""
+    lags = [version - g.policy_version for g in groups if not g.dead_letter_reason]
+    out = {f"staleness_{lag}": lags.count(lag) for lag in sorted(set(lags))}
+    if lags:
+        out["policy_lag_max"] = max(lags)
+    return out
 
 
 def _rollout_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:

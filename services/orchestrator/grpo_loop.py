@@ -1,6 +1,15 @@
 """The GRPO loop of an RL stage, with the learner's restarts and the stage's books.
 
 prompts -> rollout workers -> reward services -> learner, weights back to the workers every step.
+
+The rollout workers stream (`rollouts.StreamingRollouts`): each runs its own loop, and the loop here
+only issues prompts, with backpressure, and publishes weights. The prompts of step t are issued when
+the learner starts step t - max_staleness, tagged with the version it holds then, so at most
+(max_staleness + 1) steps of prompts are in flight and no group is sampled more than max_staleness
+versions behind the learner that trains on it (one that is, after a worker crash, is dropped as
+stale and counted). With max_staleness=0 the prompts of a step are issued only once its weights are
+in every worker's mailbox: on-policy stays exact. The learner logs the step's staleness histogram
+(`staleness_<lag>`: groups sampled `lag` versions behind).
 Every `learner.checkpoint_every` steps the learner saves an in-stage checkpoint
 (`checkpoints/<stage>-stepNNNNN`) holding, besides weights and optimizer, everything the loop needs to
 continue from it: the step, the issued ids, the feeders' positions, the metrics rows so far and the
@@ -17,13 +26,12 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
 from services.orchestrator.learner_session import start_learner
 from services.orchestrator.resume import latest_stage_checkpoint, truncate_metrics
-from services.orchestrator.rollouts import drive_rollouts, sync_weights
+from services.orchestrator.rollouts import StreamingRollouts, sync_weights
 from services.pb import rollout_pb2
 from services.transport.names import group_key
 
@@ -38,15 +46,17 @@ class GRPOLoop:
     def __init__(self, ctx, stage: str, feeders: list, counts: list[int]) -> None:
         self.ctx, self.stage, self.feeders, self.counts = ctx, stage, feeders, counts
         lc = ctx.cfg.learner
-        self.n, self.steps, self.overlap = lc.prompts_per_step, lc.rl_steps, lc.max_staleness > 0
+        self.n, self.steps, self.ahead = lc.prompts_per_step, lc.rl_steps, lc.max_staleness
         self.timeout = ctx.cfg.launcher.start_timeout_s + 60 * self.n
         self.prompts = ctx.queue(ctx.cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
         self.issued: set[str] = set()
         self.start_dir = ctx.policy_dir  # the stage's input: a restart without a checkpoint starts here
         self.start_rows = _rows(ctx.metrics.path)  # metrics rows before the stage's first step
         self.step = 0  # steps done
+        self.issued_steps = 0  # steps whose prompts were issued
         self.restarts = 0
         self.learner = None
+        self.rollouts: StreamingRollouts | None = None
 
     # -- the loop ----------------------------------------------------------------------------------
 
@@ -62,59 +72,49 @@ class GRPOLoop:
             self._start_from(resumed)
         else:
             self.learner = start_learner(self.ctx, self.stage)
-        pool = ThreadPoolExecutor(max_workers=1)
         bar = tqdm(total=self.steps, initial=self.step, desc="GRPO" if self.stage == "rl" else self.stage,
                    unit="step", dynamic_ncols=True)  # fmt: skip
+        workers = max(1, len(self.ctx.runtime.workers))
         try:
-            fresh = True  # the next step's prompts still have to be issued and sampled
-            t_prev = time.perf_counter()  # a step's time runs from the previous step's end: sampling included
-            while True:
-                try:  # a learner that dies anywhere in here is restarted from its latest checkpoint
-                    if self.step == self.steps:
-                        ckpt = self._checkpoint(self.stage)
-                        break
-                    m = self._step(pool, fresh)
-                    fresh = not self.overlap
-                    self.step += 1
-                    m["groups_per_s"] = self.n / (time.perf_counter() - t_prev)
-                    t_prev = time.perf_counter()
-                    self.ctx.metrics.log(self.stage, self.step, m)
-                    bar.update(1)
-                    tqdm.write(step_line(self.stage, self.step, self.steps, m, self.ctx.task.accuracy_scorer))
-                    if self.step % self.ctx.cfg.learner.checkpoint_every == 0 and self.step < self.steps:
-                        self._checkpoint(f"{self.stage}-step{self.step:05d}")
-                except LearnerDied as e:
-                    self._restart(e)
-                    bar.n = self.step
-                    bar.refresh()
-                    fresh, t_prev = True, time.perf_counter()
-            books = ray.get(self.learner.accounting.remote())
+            with StreamingRollouts(self.ctx, chunk=-(-self.n // workers)) as self.rollouts:
+                t_prev = time.perf_counter()  # a step's time runs from the previous step's end
+                while True:
+                    try:  # a learner that dies anywhere in here is restarted from its latest checkpoint
+                        if self.step == self.steps:
+                            ckpt = self._checkpoint(self.stage)
+                            break
+                        m = self._step()
+                        self.step += 1
+                        m["groups_per_s"] = self.n / (time.perf_counter() - t_prev)
+                        t_prev = time.perf_counter()
+                        self.ctx.metrics.log(self.stage, self.step, m)
+                        bar.update(1)
+                        tqdm.write(
+                            step_line(self.stage, self.step, self.steps, m, self.ctx.task.accuracy_scorer)
+                        )
+                        if self.step % self.ctx.cfg.learner.checkpoint_every == 0 and self.step < self.steps:
+                            self._checkpoint(f"{self.stage}-step{self.step:05d}")
+                    except LearnerDied as e:
+                        self._restart(e)
+                        bar.n = self.step
+                        bar.refresh()
+                        t_prev = time.perf_counter()
+                books = ray.get(self.learner.accounting.remote())
         finally:
             bar.close()
-            pool.shutdown()
             if self.learner is not None:
                 ray.kill(self.learner)
         return ckpt, books
 
-    def _step(self, pool: ThreadPoolExecutor, fresh: bool) -> dict:
-        """One GRPO step: sample (unless the previous step sampled it already), train, push the weights;
-        the learner's metrics. With max_staleness > 0 the next batch is sampled while the learner trains."""
-        if fresh:
+    def _step(self) -> dict:
+        """One GRPO step: keep the prompts of the next max_staleness + 1 steps issued, train on the
+        groups the workers stream, hand the new weights to the workers; the learner's metrics."""
+        while self.issued_steps < min(self.steps, self.step + 1 + self.ahead):
             self._issue()
-            self._drive()
-        background = None
-        if self.overlap and self.step + 1 < self.steps:  # sample the next batch with the current weights
-            self._issue()
-            background = pool.submit(self._drive)
-        self.ctx.runtime.raise_if_failed()
+            self.issued_steps += 1
         m = self._call(lambda: self.learner.train_step.remote(self.n, self.timeout))
-        if background is not None:
-            background.result()
         self._call_sync()
         return m
-
-    def _drive(self) -> None:
-        drive_rollouts(self.ctx, self.prompts, self.timeout, chunk=self.n)
 
     def _issue(self) -> None:
         for (feeder, _), count in zip(self.feeders, self.counts):
@@ -130,12 +130,9 @@ class GRPOLoop:
             "feeders": [f.state() for f, _ in self.feeders],
             "metrics_rows": _rows(self.ctx.metrics.path),
         }
-        import ray
-
-        try:
-            return ray.get(self.learner.save.remote(str(self.ctx.run_dir / "checkpoints" / label), meta))
-        except ray.exceptions.RayActorError as e:  # the step is done but not durable: redo from before
-            raise LearnerDied(str(e)) from e
+        # The step is done but not durable if the learner dies now: redo from before.
+        path = str(self.ctx.run_dir / "checkpoints" / label)
+        return self._call(lambda: self.learner.save.remote(path, meta))
 
     # -- learner failures ----------------------------------------------------------------------------
 
@@ -143,7 +140,8 @@ class GRPOLoop:
         import ray
 
         try:
-            return ray.get(submit())
+            ref = submit()
+            return self.rollouts.get(ref) if self.rollouts is not None else ray.get(ref)
         except ray.exceptions.RayActorError as e:
             raise LearnerDied(str(e)) from e
 
@@ -202,6 +200,7 @@ class GRPOLoop:
                 for (feeder, _), state in zip(self.feeders, meta["feeders"]):
                     feeder.restore(state)
         truncate_metrics(self.ctx.metrics.path, rows)  # the lost steps are redone and logged again
+        self.issued_steps = self.step  # their prompts are issued again (the old ones' groups are stale)
         ray.get(self.learner.continue_version.remote(self.ctx.policy_version + 1))
         settled = ray.get(self.learner.settle_backlog.remote())
         if settled:

@@ -1,9 +1,15 @@
-"""Drive the rollout workers until the prompts stream is drained; push weights to them; bring a
-restarted worker up to date.
+"""The rollout workers seen from the driver: stream with them, or drive them; push weights to them;
+bring a restarted worker up to date.
 
-The orchestrator calls each worker's `rollout` in turn while tasks are outstanding. A worker that dies
-is restarted by Ray (its `max_restarts`); the driver waits until it answers, then gives it the current
-reward addresses and weights; its first read takes back its own pending tasks, which it redoes.
+- `StreamingRollouts` (RL stages): every worker runs its own loop (`RolloutWorker.serve`) and the driver
+  only feeds prompts and publishes weights; while it waits on anything it watches the workers' loops,
+  and restarts the loop of a worker that died once Ray has restarted the worker.
+- `drive_rollouts` (evaluation, rejection sampling): the driver calls each worker's `rollout` in turn
+  while tasks are outstanding.
+
+A worker that dies is restarted by Ray (its `max_restarts`); the driver waits until it answers, then
+gives it the current reward addresses and weights; its first read takes back its own pending tasks,
+which it redoes.
 """
 
 from __future__ import annotations
@@ -12,6 +18,67 @@ import logging
 import time
 
 log = logging.getLogger(__name__)
+
+
+class StreamingRollouts:
+    """The workers' own loops for one stage: `with StreamingRollouts(ctx, chunk) as rollouts:` starts
+    them and stops them when the block ends; `rollouts.get(ref)` waits for a Ray result while keeping
+    every loop alive."""
+
+    def __init__(self, ctx, chunk: int) -> None:
+        self.ctx, self.chunk = ctx, chunk
+        self.loops: dict = {}  # serve ref -> worker
+        self.worker_restarts = 0
+
+    def __enter__(self) -> StreamingRollouts:
+        for worker in self.ctx.runtime.workers:
+            self.loops[worker.serve.remote(self.chunk)] = worker
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        for worker in self.loops.values():
+            try:
+                worker.stop.remote()
+            except Exception:  # a dead worker's loop is over anyway
+                pass
+        for ref in self.loops:
+            try:
+                ray.get(ref, timeout=self.ctx.cfg.rollout.read_block_s + 60)
+            except Exception as e:  # the stage's work is decided; a worker lost now loses nothing
+                log.warning("a rollout worker's loop ended with %s", type(e).__name__)
+        self.loops = {}
+
+    def get(self, ref, timeout_s: float | None = None):
+        """`ray.get(ref)`, restarting the loop of any worker that dies meanwhile; the supervisor's
+        verdict on the services is checked every second."""
+        import ray
+
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            self.ctx.runtime.raise_if_failed()
+            ready, _ = ray.wait([ref, *self.loops], num_returns=1, timeout=1.0)
+            if ref in ready:
+                return ray.get(ref)
+            for done in ready:  # a worker's loop ended: it died (or raised, which propagates)
+                self._restart_loop(done)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"no result within {timeout_s:.0f}s")
+
+    def _restart_loop(self, ref) -> None:
+        import ray
+
+        worker = self.loops.pop(ref)
+        try:
+            ray.get(ref)
+            log.warning("a rollout worker's loop returned unasked; restarting it")
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
+            self.worker_restarts += 1
+            log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks",
+                        str(e).splitlines()[0])  # fmt: skip
+            resync_worker(self.ctx, worker)
+        self.loops[worker.serve.remote(self.chunk)] = worker
 
 
 def drive_rollouts(ctx, prompts, timeout_s: float, chunk: int, progress=None) -> None:
@@ -60,7 +127,9 @@ def resync_worker(ctx, worker) -> None:
 
 
 def sync_weights(ctx, learner) -> int:
-    """Publish the learner's weights and load them into every rollout worker; return the version.
+    """Publish the learner's weights and hand them to every rollout worker; return the version. A worker
+    that is not serving has loaded them when this returns; a serving one loads them before its next
+    generate call.
 
     A worker that dies during the transfer (its half-loaded engine dies with it) is restarted by Ray
     and given the same weights (`resync_worker`); the version only moves forward."""

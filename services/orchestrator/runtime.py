@@ -147,6 +147,9 @@ class Runtime:
             num_cpus=1,
             num_gpus=1 if rc.device == "cuda" else 0,
             max_restarts=3,  # a restart re-runs __init__ (initial weights); the driver re-syncs weights
+            # Threaded: `update_weights`, `stop` and `ready` are answered while `serve` runs its loop (the
+            # worker's engine lock keeps generate and weight loads apart).
+            max_concurrency=4,
         )(RolloutWorker)
         self.workers = [
             actor_cls.options(name=f"rollout-{i}-g{self._generation}").remote(

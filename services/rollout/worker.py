@@ -1,11 +1,21 @@
 """The rollout worker: read PromptTasks, sample a group each, score it over gRPC, emit ScoredGroups.
 
-One worker owns one sampling engine. The orchestrator runs it as a Ray actor; Ray runs one actor
-method at a time, so `update_weights` can never interleave with `rollout`: every group is sampled by
-exactly one policy version, recorded on each completion. A task is acknowledged only after its group
-is in the groups stream, so a worker that dies mid-task leaves the task pending, and this one after a
-restart (its first read recovers its own pending tasks) or another worker (XAUTOCLAIM) redoes it under
-the same id.
+One worker owns one sampling engine. The orchestrator runs it as a threaded Ray actor in one of two
+modes:
+
+- **streaming** (RL stages): `serve` runs the worker's own loop until `stop` (read a batch of tasks,
+  generate, score, emit, ack, repeat). The driver only feeds prompts and publishes weights.
+- **driven** (evaluation, rejection sampling, ...): the driver calls `rollout` until the stream drains.
+
+Weights arrive in a mailbox (`update_weights` deposits the newest version; it never touches the
+engine while a batch is being sampled) and the worker loads them itself between two generate calls,
+under the engine lock: every group is sampled by exactly one policy version, recorded on each
+completion. A task asks for a `min_policy_version`; a worker that does not hold it yet waits for it in
+the mailbox (`rollout.weight_sync_timeout_s`), so on-policy training stays exact.
+
+A task is acknowledged only after its group is in the groups stream, so a worker that dies mid-task
+leaves the task pending, and this one after a restart (its first read recovers its own pending tasks)
+or another worker (XAUTOCLAIM) redoes it under the same id.
 
 A group whose scoring failed (a reward service down, timed out or erroring) is never emitted: its task
 is released for immediate redelivery and redone whole, and on its `redis.max_deliveries`-th failure it
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -77,6 +88,11 @@ class RolloutWorker:
         self.outputs: dict = {}  # groups stream name -> StreamQueue, created on first use
         self.clients = {name: RewardClient(addr, reward_cfg) for name, addr in reward_addresses.items()}
         self.pool = ThreadPoolExecutor(max_workers=len(SCORER_NAMES))  # one call per scorer in flight
+        self._engine_lock = threading.Lock()  # one generate or weight load at a time
+        self._mail = threading.Condition()  # guards _pending: the newest weights not loaded yet
+        self._pending: tuple[int, dict] | None = None
+        self._stop = threading.Event()
+        self._serving = False
 
     def _queue(self, stream: str, group: str, message_cls, on_dead_letter=None):
         from services.transport.streams import StreamQueue
@@ -98,21 +114,71 @@ class RolloutWorker:
             old.close()
 
     def update_weights(self, announcement: bytes, payload: bytes) -> int:
-        """Load a published policy version; returns the version now held."""
+        """Deposit a published policy version in the mailbox; returns its version. A worker that is not
+        serving loads it at once; a serving one loads it before its next generate call."""
         from services.transport.weights import unpack_weights
 
         ann = rollout_pb2.WeightsAnnouncement.FromString(announcement)
         weights = unpack_weights(ann, payload)
+        with self._mail:
+            if self._pending is None or ann.policy_version >= self._pending[0]:
+                self._pending = (ann.policy_version, weights)
+            self._mail.notify_all()
+        if not self._serving:
+            with self._engine_lock:
+                self._load_pending()
+        return ann.policy_version
+
+    def _load_pending(self) -> None:
+        """Load the mailbox's weights into the engine if they are newer (call under the engine lock)."""
+        with self._mail:
+            pending, self._pending = self._pending, None
+        if pending is None or pending[0] <= self.policy_version:
+            return
+        version, weights = pending
         if failpoint("update_weights_midway"):  # chaos testing (F7): die with half the tensors loaded
             self.engine.load_weights(dict(list(weights.items())[: len(weights) // 2]))
             log.error("failpoint update_weights_midway: worker %s exits mid-transfer", self.worker_id)
             os._exit(1)
         self.engine.load_weights(weights)
-        self.policy_version = ann.policy_version
-        return self.policy_version
+        self.policy_version = version
+
+    def _wait_for_version(self, version: int) -> None:
+        """Load weights until this worker holds `version`, waiting for them in the mailbox."""
+        deadline = time.monotonic() + self.cfg.weight_sync_timeout_s
+        while True:
+            self._load_pending()
+            if self.policy_version >= version:
+                return
+            with self._mail:
+                left = deadline - time.monotonic()
+                if self._pending is None and left > 0:
+                    self._mail.wait(min(left, 1.0))
+                elif left <= 0:
+                    raise RuntimeError(
+                        f"worker {self.worker_id} holds policy v{self.policy_version} but a task needs "
+                        f"v{version}, and none arrived within {self.cfg.weight_sync_timeout_s:.0f}s"
+                    )
 
     def policy_version_held(self) -> int:
         return self.policy_version
+
+    def serve(self, max_tasks: int) -> int:
+        """The streaming loop: process up to `max_tasks` tasks per generate call until `stop`; returns
+        the number of groups emitted."""
+        self._stop.clear()
+        self._serving = True
+        emitted = 0
+        try:
+            while not self._stop.is_set():
+                emitted += self.rollout(max_tasks)
+        finally:
+            self._serving = False
+        return emitted
+
+    def stop(self) -> None:
+        """End `serve` after its current batch (its blocking read waits at most `read_block_s`)."""
+        self._stop.set()
 
     def rollout(self, max_tasks: int, block_s: float | None = None) -> int:
         """Process up to `max_tasks` tasks (one batched generate); return how many groups were emitted."""
@@ -125,7 +191,14 @@ class RolloutWorker:
             deliveries += self.prompts.read(self.worker_id, max_tasks - len(deliveries), block)
         if not deliveries:
             return 0
-        return self._process(deliveries)
+        with self._engine_lock:
+            try:
+                self._wait_for_version(max(d.message.min_policy_version for d in deliveries))
+            except RuntimeError as e:
+                for delivery in deliveries:
+                    self._settle_failure(delivery, str(e))
+                return 0
+            return self._process(deliveries)
 
     def _process(self, deliveries: list) -> int:
         """Sample, score and settle `deliveries`; a batch that fails is redone task by task, so one
@@ -194,7 +267,8 @@ class RolloutWorker:
         return self.outputs[stream]
 
     def sample_and_score(self, tasks: list[rollout_pb2.PromptTask]) -> list[rollout_pb2.ScoredGroup]:
-        """Sample a group per task with the current weights and score every completion."""
+        """Sample a group per task with the current weights and score every completion (under the engine
+        lock; `rollout` has loaded every task's `min_policy_version` first)."""
         for task in tasks:
             if task.min_policy_version > self.policy_version:
                 raise RuntimeError(

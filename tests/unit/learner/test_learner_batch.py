@@ -80,6 +80,27 @@ def test_select_groups_on_policy_and_epochs():
         select_groups(groups, set(), 0, -1)
 
 
+def test_select_groups_version_floor_makes_older_groups_stale():
+    # A learner restarted at v7 (floor 7) with max_staleness=2: a v6 group is within the bound but was
+    # sampled by weights from before the restart, so it is stale; v7 trains.
+    groups = [make_group("before", [1.0, 0.0], version=6), make_group("after", [1.0, 0.0], version=7)]
+    selection = select_groups(groups, set(), current_version=7, max_staleness=2, version_floor=7)
+    assert [group_key(g.id) for g in selection.groups] == ["run/after/0"]
+    assert selection.dropped_keys == [("run/before/0", "stale")]
+    assert len(select_groups(groups, set(), current_version=7, max_staleness=2).groups) == 2
+
+
+def test_staleness_histogram_counts_groups_by_lag():
+    from services.learner.service import staleness_histogram
+
+    groups = [make_group(f"p{i}", [1.0, 0.0], version=v) for i, v in enumerate([5, 4, 4, 3])]
+    groups.append(rollout_pb2.ScoredGroup(dead_letter_reason="x"))  # a marker was never sampled
+    assert staleness_histogram(groups, 5) == {
+        "staleness_0": 1, "staleness_1": 2, "staleness_2": 1, "policy_lag_max": 2
+    }  # fmt: skip
+    assert staleness_histogram(groups[-1:], 5) == {}
+
+
 def test_build_batch_aligns_old_logprobs_to_completion_positions():
     g1 = make_group("a", [1.0, 0.0], prompt=(5, 6, 7), completions=[([8, 9], [-0.1, -0.2]), ([10], [-0.3])])
     g2_completions = [([12], [-0.4]), ([13, 14, 15, 16], [-0.5, -0.6, -0.7, -0.8]), ([17], [-0.9])]
