@@ -158,8 +158,12 @@ class RolloutConfig:
     weight_sync: str = "object_store"
     # Seconds a weight transfer may take before it fails with an error naming the worker.
     weight_sync_timeout_s: float = 120.0
-    # Torch threads the worker may use (independent of the one logical Ray CPU the actor reserves).
-    num_threads: int = 1
+    # Torch threads the worker may use (independent of the one logical Ray CPU the actor reserves) when
+    # it samples alone: evaluation, rejection sampling, on-policy RL (the learner waits meanwhile).
+    num_threads: int = 2
+    # Torch threads of a streaming worker in an RL stage with learner.max_staleness >= 1, where it
+    # samples while the learner trains (see learner.num_threads_async).
+    num_threads_async: int = 1
     # Seconds a blocking read of the prompts stream waits before checking for a stop signal.
     read_block_s: float = 1.0
 
@@ -273,6 +277,10 @@ class LearnerConfig:
     max_failed_share: float = 0.1
     # Torch threads the learner may use (independent of the one logical Ray CPU the actor reserves).
     num_threads: int = 2
+    # Torch threads of an RL stage's learner when max_staleness >= 1, where the rollout workers sample
+    # while it trains: the two phases share the cores instead of taking turns (on this 2-core machine
+    # 1 + 1 was faster than 2 + 1 or 2 + 2, bench/vs_trl.py).
+    num_threads_async: int = 1
     # MoE policies with a router correction bias (DeepSeek-V3): aux-loss-free load balancing, each expert's
     # bias moves by this much against its load after every optimizer step (DeepSeek-V3: 0.001). 0 = off.
     moe_bias_update_speed: float = 0.0

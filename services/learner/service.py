@@ -317,6 +317,8 @@ def _rollout_metrics(groups: list[rollout_pb2.ScoredGroup]) -> dict:
     if out:
         out["generate_s"] = sum(g.generate_s for g in groups)
         out["score_s"] = sum(g.score_s for g in groups)
+        # Rollout workers whose groups this step trained on (they share one consumer group).
+        out["rollout_workers"] = len({g.worker_id for g in groups if g.completions})
     sources = sorted({g.source for g in groups})
     if len(sources) > 1:
         for source in sources:

@@ -76,7 +76,9 @@ class GRPOLoop:
                    unit="step", dynamic_ncols=True)  # fmt: skip
         workers = max(1, len(self.ctx.runtime.workers))
         try:
-            with StreamingRollouts(self.ctx, chunk=-(-self.n // workers)) as self.rollouts:
+            rc = self.ctx.cfg.rollout
+            threads = rc.num_threads_async if self.ahead else rc.num_threads  # sampling beside training?
+            with StreamingRollouts(self.ctx, -(-self.n // workers), threads) as self.rollouts:
                 t_prev = time.perf_counter()  # a step's time runs from the previous step's end
                 while True:
                     try:  # a learner that dies anywhere in here is restarted from its latest checkpoint

@@ -37,6 +37,8 @@ def start_learner(ctx, groups_stage: str | None = None, model_dir: str = "", res
     from services.learner.service import LearnerService
 
     lc = OmegaConf.to_object(ctx.cfg.learner)
+    if groups_stage is not None and lc.max_staleness > 0:  # rollout samples while this learner trains
+        lc.num_threads = lc.num_threads_async
     actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
     if groups_stage is None:
         return actor_cls.remote(model_dir or ctx.policy_dir, lc, resume=resume)

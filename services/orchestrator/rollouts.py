@@ -25,14 +25,14 @@ class StreamingRollouts:
     them and stops them when the block ends; `rollouts.get(ref)` waits for a Ray result while keeping
     every loop alive."""
 
-    def __init__(self, ctx, chunk: int) -> None:
-        self.ctx, self.chunk = ctx, chunk
+    def __init__(self, ctx, chunk: int, num_threads: int | None = None) -> None:
+        self.ctx, self.chunk, self.threads = ctx, chunk, num_threads
         self.loops: dict = {}  # serve ref -> worker
         self.worker_restarts = 0
 
     def __enter__(self) -> StreamingRollouts:
         for worker in self.ctx.runtime.workers:
-            self.loops[worker.serve.remote(self.chunk)] = worker
+            self.loops[worker.serve.remote(self.chunk, self.threads)] = worker
         return self
 
     def __exit__(self, *exc) -> None:
@@ -78,7 +78,7 @@ class StreamingRollouts:
             log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks",
                         str(e).splitlines()[0])  # fmt: skip
             resync_worker(self.ctx, worker)
-        self.loops[worker.serve.remote(self.chunk)] = worker
+        self.loops[worker.serve.remote(self.chunk, self.threads)] = worker
 
 
 def drive_rollouts(ctx, prompts, timeout_s: float, chunk: int, progress=None) -> None:

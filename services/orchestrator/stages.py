@@ -19,7 +19,7 @@ from services.orchestrator.evaluation import evaluate_groups
 from services.orchestrator.feed import TaskFeeder, make_task
 from services.orchestrator.grpo_loop import GRPOLoop
 from services.orchestrator.learner_session import finish, learner_session
-from services.orchestrator.metrics import MetricsLog
+from services.orchestrator.metrics import MetricsLog, read_metrics
 from services.orchestrator.rollouts import drive_rollouts
 from services.orchestrator.runtime import Runtime
 from services.pb import rollout_pb2
@@ -193,6 +193,7 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
     ctx.results[f"{stage}_steps"] = lc.rl_steps
     ctx.results[f"{stage}_wall_s"] = round(time.perf_counter() - t_stage, 1)
     ctx.results[f"{stage}_accounting"] = books
+    ctx.results[f"{stage}_staleness"] = staleness_totals(read_metrics(ctx.metrics.path), stage)
     log.info("%s accounting: %s", stage, {k: v for k, v in books.items() if k != "dead_letter_reasons"})
     check_accounting(stage, books, lc.max_failed_share)
     return {
@@ -202,6 +203,17 @@ def grpo_stage(ctx: StageContext, stage: str, feeders: list[tuple[TaskFeeder, fl
         "policy_version": ctx.policy_version,
         "accounting": books,
     }
+
+
+def staleness_totals(rows: list[dict], stage: str) -> dict[str, int]:
+    """The stage's staleness histogram: groups sampled `lag` versions behind the learner, over all steps."""
+    totals: dict[str, int] = {}
+    for row in rows:
+        if row["stage"] == stage:
+            for key, n in row.items():
+                if key.startswith("staleness_"):
+                    totals[key] = totals.get(key, 0) + n
+    return dict(sorted(totals.items(), key=lambda kv: int(kv[0].removeprefix("staleness_"))))
 
 
 # Outcomes that mean a group was lost to a failure rather than dropped for a training reason.

@@ -8,9 +8,11 @@ and a `restart()`. What it watches:
   answers SERVING (a hung or SIGSTOPped process fails the check and is replaced);
 * the embedded Redis: its server process is alive and answers PING.
 
-Ray restarts rollout worker actors itself (`max_restarts`); the driver re-syncs a restarted worker's
-weights (`rollouts.drive_rollouts`). Services the user runs (`reward.addresses`, `redis.url`) are not
-r1forge's to restart; a failure there shows up as retried and then dead-lettered groups.
+Ray restarts rollout worker actors itself (`max_restarts`); the driver watches their loops while it
+waits on anything and re-syncs a restarted worker's weights and restarts its loop
+(`rollouts.StreamingRollouts`, `rollouts.resync_worker`). Services the user runs (`reward.addresses`,
+`redis.url`) are not r1forge's to restart; a failure there shows up as retried and then dead-lettered
+groups.
 
 A service is restarted after `unhealthy_after` failed checks in a row (at once when its process has
 exited), after a backoff that doubles with each restart. One that has used `max_restarts` fails the

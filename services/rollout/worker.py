@@ -51,6 +51,16 @@ def scoring_failure(group: rollout_pb2.ScoredGroup) -> str | None:
     return None
 
 
+def _own_threads(n: int) -> None:
+    """Give the calling thread `n` torch (OpenMP) threads. The thread count is per OS thread, and the
+    threaded actor runs each call on a thread of its pool: vLLM's CPU attention checks that its
+    metadata and its kernel see the same count, and fails a generate when they do not."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 class RolloutWorker:
     def __init__(
         self,
@@ -93,6 +103,7 @@ class RolloutWorker:
         self._pending: tuple[int, dict] | None = None
         self._stop = threading.Event()
         self._serving = False
+        self._threads = rollout_cfg.num_threads  # torch threads of the calling thread (see _own_threads)
 
     def _queue(self, stream: str, group: str, message_cls, on_dead_letter=None):
         from services.transport.streams import StreamQueue
@@ -126,6 +137,7 @@ class RolloutWorker:
             self._mail.notify_all()
         if not self._serving:
             with self._engine_lock:
+                _own_threads(self._threads)
                 self._load_pending()
         return ann.policy_version
 
@@ -163,17 +175,20 @@ class RolloutWorker:
     def policy_version_held(self) -> int:
         return self.policy_version
 
-    def serve(self, max_tasks: int) -> int:
-        """The streaming loop: process up to `max_tasks` tasks per generate call until `stop`; returns
-        the number of groups emitted."""
+    def serve(self, max_tasks: int, num_threads: int | None = None) -> int:
+        """The streaming loop: process up to `max_tasks` tasks per generate call until `stop`, with
+        `num_threads` torch threads (default `rollout.num_threads`); returns the number of groups
+        emitted."""
         self._stop.clear()
         self._serving = True
+        self._threads = num_threads or self.cfg.num_threads
         emitted = 0
         try:
             while not self._stop.is_set():
                 emitted += self.rollout(max_tasks)
         finally:
             self._serving = False
+            self._threads = self.cfg.num_threads
         return emitted
 
     def stop(self) -> None:
@@ -192,6 +207,7 @@ class RolloutWorker:
         if not deliveries:
             return 0
         with self._engine_lock:
+            _own_threads(self._threads)
             try:
                 self._wait_for_version(max(d.message.min_policy_version for d in deliveries))
             except RuntimeError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.orchestrator.stages import _dropped, account, check_accounting
+from services.orchestrator.stages import _dropped, account, check_accounting, staleness_totals
 
 
 def _books(outcomes, duplicates=0, reasons=None):
@@ -66,3 +66,16 @@ def test_step_line_names_every_drop_reason():
         "zero_variance 2, dead_lettered 1"
     )
     assert _dropped({"dropped_stale": 0}) == "0"
+
+
+def test_staleness_totals_add_the_stage_steps_histograms_in_lag_order():
+    rows = [
+        {"stage": "rl", "step": 1, "staleness_0": 8},
+        {"stage": "rl", "step": 2, "staleness_1": 6, "staleness_0": 2, "staleness_10": 1},
+        {"stage": "rl_general", "step": 1, "staleness_0": 8},  # another stage
+        {"stage": "rl", "step": 3, "loss": 0.5},  # a step without groups
+    ]
+    totals = staleness_totals(rows, "rl")
+    assert totals == {"staleness_0": 10, "staleness_1": 6, "staleness_10": 1}
+    assert list(totals) == ["staleness_0", "staleness_1", "staleness_10"]
+    assert staleness_totals(rows, "distill") == {}
