@@ -310,45 +310,59 @@ class RolloutWorker:
             ):
                 samples[i] = group
         generate_s = time.perf_counter() - t0
-        return [
-            self._score_group(task, group, generate_s / len(tasks)) for task, group in zip(tasks, samples)
-        ]
+        return self._score_groups(tasks, samples, generate_s / len(tasks))
 
     def _temperature(self, task: rollout_pb2.PromptTask) -> float:
         return task.temperature if task.HasField("temperature") else self.cfg.temperature
 
-    def _score_group(self, task, group, generate_s: float) -> rollout_pb2.ScoredGroup:
+    def _score_groups(self, tasks, samples, generate_s: float) -> list[rollout_pb2.ScoredGroup]:
+        """Score every completion of every group: one call per reward service for the whole batch (all
+        services at once), each completion sent to the services its task weighs."""
         from services.reward.scorer import ScoreInput
 
         t0 = time.perf_counter()
-        items = [
-            ScoreInput(i, task.prompt, c.text, task.answer, task.language, task.metadata_json)
-            for i, c in enumerate(group)
-        ]
-        weights = task_weights(task, self.reward_cfg)
-        missing = sorted(set(weights) - set(self.clients))
-        if missing:  # check_config prevents this for stages r1forge issues; a hand-made task can still ask
-            raise ValueError(
-                f"task {task.id.prompt_id!r} asks for reward scorers {missing} that no service runs"
+        weights = [task_weights(task, self.reward_cfg) for task in tasks]
+        for task, w in zip(tasks, weights):
+            missing = sorted(set(w) - set(self.clients))
+            if missing:  # check_config prevents this for stages r1forge issues; a hand-made task can ask
+                raise ValueError(
+                    f"task {task.id.prompt_id!r} asks for reward scorers {missing} that no service runs"
+                )
+        items: dict[str, list] = {}
+        owners: dict[str, list[tuple[int, int]]] = {}  # scorer -> (group, completion) of each item
+        for g, (task, group, w) in enumerate(zip(tasks, samples, weights)):
+            for i, c in enumerate(group):
+                for name in w:
+                    batch = items.setdefault(name, [])
+                    item = (task.prompt, c.text, task.answer, task.language, task.metadata_json)
+                    batch.append(ScoreInput(len(batch), *item))
+                    owners.setdefault(name, []).append((g, i))
+        futures = {name: self.pool.submit(self.clients[name].score, batch) for name, batch in items.items()}
+        scores: list[list[dict]] = [[{} for _ in group] for group in samples]
+        for name, future in futures.items():
+            for (g, i), result in zip(owners[name], future.result(), strict=True):
+                scores[g][i][name] = result
+        score_s = (time.perf_counter() - t0) / len(tasks)
+        out = []
+        for task, group, w, group_scores in zip(tasks, samples, weights, scores):
+            scored = self._group_for(
+                task, prompt_token_ids=task.prompt_token_ids, generate_s=generate_s, score_s=score_s
             )
-        futures = {name: self.pool.submit(self.clients[name].score, items) for name in weights}
-        results = {name: f.result() for name, f in futures.items()}
-        out = self._group_for(task, prompt_token_ids=task.prompt_token_ids, generate_s=generate_s)
-        for i, c in enumerate(group):
-            comp = out.completions.add(
-                sample_index=i,
-                text=c.text,
-                completion_token_ids=c.token_ids,
-                logprobs=c.logprobs,
-                policy_version=self.policy_version,
-                finish_reason=c.finish_reason,
-                top_logprobs=[
-                    rollout_pb2.TopLogprobs(token_ids=list(top), logprobs=list(top.values()))
-                    for top in c.top_logprobs
-                ],
-            )
-            apply_scores(comp, {name: results[name][i] for name in results}, weights)
-        out.score_s = time.perf_counter() - t0
+            for i, c in enumerate(group):
+                comp = scored.completions.add(
+                    sample_index=i,
+                    text=c.text,
+                    completion_token_ids=c.token_ids,
+                    logprobs=c.logprobs,
+                    policy_version=self.policy_version,
+                    finish_reason=c.finish_reason,
+                    top_logprobs=[
+                        rollout_pb2.TopLogprobs(token_ids=list(top), logprobs=list(top.values()))
+                        for top in c.top_logprobs
+                    ],
+                )
+                apply_scores(comp, group_scores[i], w)
+            out.append(scored)
         return out
 
     def close(self) -> None:
