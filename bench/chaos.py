@@ -166,25 +166,39 @@ def find_process(tag: str, pattern: str, timeout_s: float = 30.0) -> tuple[int, 
     raise LookupError(f"no process of the run matches {pattern!r}")
 
 
-def make_sft_checkpoint(workdir: Path, zoo_dir: Path, timeout_s: float = 600) -> Path:
-    """The cold-start checkpoint every scenario starts GRPO from (one short SFT run)."""
+def run_logged(overrides: list[str], workdir: Path, log_path: Path, timeout_s: float) -> int:
+    """Run `r1forge *overrides` to the end (or the timeout: -9) with its output in `log_path`; every
+    process it started is killed after."""
+    with log_path.open("w") as log:
+        proc, tag = start_r1forge(overrides, workdir, log)
+        try:
+            return proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return -9
+        finally:
+            kill_tagged(tag)
+
+
+def cold_start_checkpoint(workdir: Path, overrides: list[str], timeout_s: float) -> Path:
+    """`checkpoints/cold_start_sft` of one `r1forge pipeline.stages=[cold_start_sft]` run in
+    `workdir/sft` with `overrides`, made once (reused when present)."""
     run_dir = workdir / "sft"
     ckpt = run_dir / "checkpoints" / "cold_start_sft"
     if ckpt.is_dir():
         return ckpt
-    with (workdir / "sft.log").open("w") as log:
-        proc, tag = start_r1forge(
-            [f"run_dir={run_dir}", f"model.cache_dir={zoo_dir}", *BASE, "pipeline.stages=[cold_start_sft]",
-             f"learner.sft_steps={SFT_STEPS}"],
-            workdir, log,
-        )  # fmt: skip
-        try:
-            rc = proc.wait(timeout_s)
-        finally:
-            kill_tagged(tag)
-    if rc != 0:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    args = [f"run_dir={run_dir}", *overrides, "pipeline.stages=[cold_start_sft]"]
+    rc = run_logged(args, workdir, workdir / "sft.log", timeout_s)
+    if rc != 0 or not ckpt.is_dir():
         raise RuntimeError(f"the cold-start run failed ({rc}):\n{(workdir / 'sft.log').read_text()[-3000:]}")
     return ckpt
+
+
+def make_sft_checkpoint(workdir: Path, zoo_dir: Path, timeout_s: float = 600) -> Path:
+    """The cold-start checkpoint every scenario starts GRPO from (one short SFT run)."""
+    return cold_start_checkpoint(
+        workdir, [f"model.cache_dir={zoo_dir}", *BASE, f"learner.sft_steps={SFT_STEPS}"], timeout_s
+    )
 
 
 def _rl_steps_logged(run_dir: Path) -> int:

@@ -45,12 +45,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.chaos import kill_tagged, start_r1forge  # noqa: E402
+from bench.chaos import cold_start_checkpoint, run_logged  # noqa: E402
 from services.config_loader import load_config  # noqa: E402
 
 WARMUP = 2
 TRL_THREADS = 2
-SFT_CKPT = Path("checkpoints") / "cold_start_sft"
 # r1forge's loss aggregation -> the TRL loss_type that normalises the same way.
 LOSS_TYPES = {"seq_mean": "grpo", "token_mean": "dapo"}
 
@@ -77,37 +76,6 @@ def shared_settings(cfg) -> dict:
         "loss_agg": lc.loss_agg,
         "seed": lc.seed,
     }
-
-
-def make_checkpoint(workdir: Path, sft_steps: int, overrides: list[str], timeout_s: float) -> Path:
-    """The cold-start SFT checkpoint both systems start from (one short r1forge run, reused if present)."""
-    run_dir = workdir / "sft"
-    ckpt = run_dir / SFT_CKPT
-    if ckpt.is_dir():
-        return ckpt
-    shutil.rmtree(run_dir, ignore_errors=True)
-    args = [
-        f"run_dir={run_dir}",
-        *overrides,
-        "pipeline.stages=[cold_start_sft]",
-        f"learner.sft_steps={sft_steps}",
-    ]
-    rc = run_logged(args, workdir, workdir / "sft.log", timeout_s)
-    if rc != 0 or not ckpt.is_dir():
-        raise RuntimeError(f"the cold-start run failed ({rc}):\n{(workdir / 'sft.log').read_text()[-3000:]}")
-    return ckpt
-
-
-def run_logged(overrides: list[str], workdir: Path, log_path: Path, timeout_s: float) -> int:
-    """Run `r1forge *overrides` to the end (or the timeout); every process it started is killed after."""
-    with log_path.open("w") as log:
-        proc, tag = start_r1forge(overrides, workdir, log)
-        try:
-            return proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            return -9
-        finally:
-            kill_tagged(tag)
 
 
 def run_r1forge(
@@ -423,7 +391,8 @@ def main() -> int:
     else:
         t0 = time.perf_counter()
         sft_steps = args.sft_steps or load_config(args.overrides).learner.sft_steps
-        ckpt = make_checkpoint(workdir, sft_steps, args.overrides, args.timeout)
+        overrides = [*args.overrides, f"learner.sft_steps={sft_steps}"]
+        ckpt = cold_start_checkpoint(workdir, overrides, args.timeout)
         print(f"checkpoint {ckpt} ({time.perf_counter() - t0:.0f}s)", flush=True)
     s = shared_settings(load_config([*args.overrides, f"model.path={ckpt}"]))
     print("shared settings: " + ", ".join(f"{k}={v}" for k, v in s.items()), flush=True)

@@ -278,8 +278,8 @@ class LearnerConfig:
     # Torch threads the learner may use (independent of the one logical Ray CPU the actor reserves).
     num_threads: int = 2
     # Torch threads of an RL stage's learner when max_staleness >= 1, where the rollout workers sample
-    # while it trains: the two phases share the cores instead of taking turns (on this 2-core machine
-    # 1 + 1 was faster than 2 + 1 or 2 + 2, bench/vs_trl.py).
+    # while it trains: the two phases share the cores instead of taking turns (on this 2-core machine,
+    # single RL runs with max_staleness=1: 1 + 1 threads 1.78 s/step, 2 + 1 1.93, 2 + 2 2.28).
     num_threads_async: int = 1
     # MoE policies with a router correction bias (DeepSeek-V3): aux-loss-free load balancing, each expert's
     # bias moves by this much against its load after every optimizer step (DeepSeek-V3: 0.001). 0 = off.

@@ -28,7 +28,6 @@ class StreamingRollouts:
     def __init__(self, ctx, chunk: int, num_threads: int | None = None) -> None:
         self.ctx, self.chunk, self.threads = ctx, chunk, num_threads
         self.loops: dict = {}  # serve ref -> worker
-        self.worker_restarts = 0
 
     def __enter__(self) -> StreamingRollouts:
         for worker in self.ctx.runtime.workers:
@@ -50,12 +49,11 @@ class StreamingRollouts:
                 log.warning("a rollout worker's loop ended with %s", type(e).__name__)
         self.loops = {}
 
-    def get(self, ref, timeout_s: float | None = None):
+    def get(self, ref):
         """`ray.get(ref)`, restarting the loop of any worker that dies meanwhile; the supervisor's
         verdict on the services is checked every second."""
         import ray
 
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             self.ctx.runtime.raise_if_failed()
             ready, _ = ray.wait([ref, *self.loops], num_returns=1, timeout=1.0)
@@ -63,8 +61,6 @@ class StreamingRollouts:
                 return ray.get(ref)
             for done in ready:  # a worker's loop ended: it died (or raised, which propagates)
                 self._restart_loop(done)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"no result within {timeout_s:.0f}s")
 
     def _restart_loop(self, ref) -> None:
         import ray
@@ -74,7 +70,6 @@ class StreamingRollouts:
             ray.get(ref)
             log.warning("a rollout worker's loop returned unasked; restarting it")
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as e:
-            self.worker_restarts += 1
             log.warning("rollout worker died (%s); Ray restarts it and it redoes its pending tasks",
                         str(e).splitlines()[0])  # fmt: skip
             resync_worker(self.ctx, worker)
