@@ -6,7 +6,8 @@ own check); a score of 1 is correct (reasoning-gym's partial scores below 1 coun
 and maj@k, and at their value in pass@1, the mean score).
 
 pass@1 is the mean over prompts of the fraction of a prompt's k samples that are correct (the unbiased
-pass@1 estimator of the R1 report). pass@j for j <= n samples is Codex's unbiased estimator 1 - C(n-c,
+pass@1 estimator of the R1 report); `pass1_stderr` is its standard error over prompts (the sample standard
+deviation of the per-prompt fractions over sqrt(prompts)), the yardstick for "did training move it". pass@j for j <= n samples is Codex's unbiased estimator 1 - C(n-c,
 j) / C(n, j) averaged over prompts (c correct of n). maj@k takes the most common extracted answer per
 prompt (ties broken by first occurrence) and checks it against the verifier's verdict on a sample with
 that answer. The format rate counts completions that follow the whole template (score 1, also under
@@ -43,6 +44,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if not 0 <= c <= n or not 1 <= k <= n:
         raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean of `values` (sample standard deviation / sqrt(n)); 0 below 2 values."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = sum(values) / n
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def evaluate_groups(groups: list[rollout_pb2.ScoredGroup], accuracy: str = "accuracy") -> dict:
@@ -88,6 +98,7 @@ def _metrics(groups: list[rollout_pb2.ScoredGroup], accuracy: str) -> dict:
         "num_prompts": len(groups),
         "samples_per_prompt": k,
         "pass1": sum(pass1) / max(1, len(pass1)),
+        "pass1_stderr": standard_error(pass1),
         **{f"pass@{j}": sum(v) / len(v) for j, v in pass_k.items() if v and j > 1},
         f"maj@{k}": sum(maj) / len(maj),
         "format_rate": sum(fmt) / max(1, len(fmt)),

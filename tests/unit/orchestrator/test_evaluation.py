@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from services.orchestrator.evaluation import evaluate_groups, pass_at_k
+from services.orchestrator.evaluation import evaluate_groups, pass_at_k, standard_error
 from services.pb import rollout_pb2
 
 OK = rollout_pb2.REWARD_STATUS_OK
@@ -48,6 +48,8 @@ def test_metrics_of_two_prompts_by_hand():
     assert out["pass@2"] == pytest.approx(0.75)
     assert out["pass@4"] == 1.0
     assert out["maj@4"] == 0.5
+    # per-prompt pass@1 0.25 and 0.75: sample std sqrt(2 * 0.25**2 / 1) = 0.3536, over sqrt(2) prompts
+    assert out["pass1_stderr"] == pytest.approx(0.25)
     assert out["format_rate"] == 1.0 and out["unscored"] == 0
     assert "by_source" not in out
 
@@ -72,3 +74,10 @@ def test_the_tasks_own_scorer_judges_and_sources_are_split():
     assert out["by_source"]["countdown"]["pass@2"] == 0.0  # 0.5 is not correct
     assert out["by_source"]["countdown"]["num_prompts"] == 1
     assert math.isclose(out["by_source"]["chain_sum"]["maj@2"], 1.0)
+
+
+def test_standard_error_of_the_mean():
+    assert standard_error([]) == 0.0 and standard_error([0.5]) == 0.0
+    assert standard_error([1.0, 1.0, 1.0]) == 0.0
+    # values 0, 1, 0, 1: mean 0.5, sample variance 4 * 0.25 / 3 = 1/3, stderr sqrt(1/3 / 4)
+    assert standard_error([0.0, 1.0, 0.0, 1.0]) == pytest.approx(math.sqrt(1 / 12))
