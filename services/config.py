@@ -198,6 +198,11 @@ class RewardConfig:
     # gives a base policy that never hits the whole template a gradient towards it; it also pays for
     # near-misses, so turn it off once the format is learnt.
     format_partial_credit: bool = False
+    # What the correctness scorers (accuracy, gym) and eval's maj@k read from a completion with no <answer>
+    # block and no \boxed{}: "none" (it did not answer: 0) or "last_number" (its last number, as open-r1's
+    # accuracy reward reads the whole completion). A pretrained chat model that was never shown the
+    # template (R1-Zero on model=smollm2-135m) gets an accuracy signal only with "last_number".
+    untagged_answer: str = "none"
     # Languages the language scorer can tell apart (ISO 639-1); a prompt's target must be one of them. Each
     # one costs memory in the lingua detector, so list only those the data uses.
     languages: list[str] = field(default_factory=lambda: ["en", "zh"])
@@ -286,6 +291,12 @@ class LearnerConfig:
     moe_bias_update_speed: float = 0.0
     # Device of the learner: "cpu" or "cuda".
     device: str = "cpu"
+    # Mixed precision of the learner's forward and backward passes: "bfloat16" (torch.autocast; weights,
+    # gradients, AdamW state and the log-softmax stay float32) or unset for float32 throughout.
+    autocast_dtype: str | None = None
+    # Recompute each transformer block's activations in the backward pass instead of keeping them
+    # (less memory for long completions, about a third more compute).
+    gradient_checkpointing: bool = False
     # Seed of data order and initial state.
     seed: int = 0
 
@@ -548,6 +559,10 @@ def check_config(cfg) -> None:
     if cfg.rollout.group_size < 2:
         errors.append(
             f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 completions per prompt"
+        )
+    if cfg.reward.untagged_answer not in ("none", "last_number"):
+        errors.append(
+            f"reward.untagged_answer={cfg.reward.untagged_answer!r}: choose 'none' or 'last_number'"
         )
     if cfg.learner.loss_agg not in ("seq_mean", "token_mean"):
         errors.append(f"learner.loss_agg={cfg.learner.loss_agg!r}: choose 'seq_mean' or 'token_mean'")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,33 @@ def untied_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor for name, tensor in state.items() if name in keep}
 
 
+_AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _autocast_dtype(name: str | None) -> torch.dtype | None:
+    if name is None:
+        return None
+    if name not in _AUTOCAST_DTYPES:
+        raise ValueError(
+            f"learner.autocast_dtype={name!r}: choose one of {list(_AUTOCAST_DTYPES)} or unset it"
+        )
+    return _AUTOCAST_DTYPES[name]
+
+
+def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute block activations in backward. transformers only checkpoints in training mode, so the
+    policy goes to train mode; that is only the same maths (see the module doc on dropout) when the
+    model has no dropout, which is checked rather than assumed."""
+    rates = {k: v for k, v in model.config.to_dict().items() if "dropout" in k and isinstance(v, float) and v}
+    if rates or any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        raise ValueError(
+            f"learner.gradient_checkpointing needs a policy without dropout (it trains in train mode); "
+            f"this one has {rates or 'Dropout modules with p > 0'}"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+
+
 class GRPOTrainer:
     """GRPO and SFT steps on a policy loaded from an HF checkpoint directory.
 
@@ -102,6 +129,9 @@ class GRPOTrainer:
         self.model_dir = Path(model_dir)
         self.device = torch.device(cfg.device)
         self.model = _load_policy(self.model_dir, self.device)
+        self._autocast = _autocast_dtype(cfg.autocast_dtype)
+        if cfg.gradient_checkpointing:
+            _enable_gradient_checkpointing(self.model)
         self.tokenizer = _load_tokenizer(self.model_dir)
         meta = load_checkpoint_meta(self.model_dir)
         recorded_reference = meta.get("reference_dir") if resume else None
@@ -156,8 +186,20 @@ class GRPOTrainer:
         return grad_norm
 
     def _routing(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
-        """Context of a training forward: the expert balancer (if on) counts its routing."""
-        return nullcontext() if self._balancer is None else self._balancer.tokens(input_ids, attention_mask)
+        """Context of a training forward: mixed precision (if on), and the expert balancer (if on) counts
+        its routing."""
+        stack = ExitStack()
+        stack.enter_context(self._precision())
+        if self._balancer is not None:
+            stack.enter_context(self._balancer.tokens(input_ids, attention_mask))
+        return stack
+
+    def _precision(self):
+        """`learner.autocast_dtype`: torch.autocast for the matmuls; log-softmax, weights, gradients and
+        AdamW state stay float32 (`logprobs.gather_logprobs` upcasts the logits)."""
+        if self._autocast is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._autocast)
 
     # -- steps -------------------------------------------------------------------------------------
 
@@ -180,7 +222,7 @@ class GRPOTrainer:
                 )  # [b, t]
             ref_logp = None
             if self.reference is not None:
-                with torch.no_grad():
+                with torch.no_grad(), self._precision():
                     ref_logp = token_logprobs(
                         self.reference, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
                     )  # [b, t]

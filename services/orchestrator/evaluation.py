@@ -6,10 +6,12 @@ own check); a score of 1 is correct (reasoning-gym's partial scores below 1 coun
 and maj@k, and at their value in pass@1, the mean score).
 
 pass@1 is the mean over prompts of the fraction of a prompt's k samples that are correct (the unbiased
-pass@1 estimator of the R1 report); `pass1_stderr` is its standard error over prompts (the sample standard
-deviation of the per-prompt fractions over sqrt(prompts)), the yardstick for "did training move it". pass@j for j <= n samples is Codex's unbiased estimator 1 - C(n-c,
-j) / C(n, j) averaged over prompts (c correct of n). maj@k takes the most common extracted answer per
-prompt (ties broken by first occurrence) and checks it against the verifier's verdict on a sample with
+pass@1 estimator of the R1 report); `pass1_stderr` is its standard error over prompts (the sample
+standard deviation of the per-prompt fractions over sqrt(prompts)), the yardstick for "did training
+move it". pass@j for j <= n samples is Codex's unbiased estimator 1 - C(n-c, j) / C(n, j) averaged over
+prompts (c correct of n). maj@k takes the most common extracted answer (the verifier's
+`extract_answer`) per prompt (ties broken by first occurrence) and checks it against the verifier's
+verdict on a sample with
 that answer. The format rate counts completions that follow the whole template (score 1, also under
 partial credit); the language-mixing rate counts completions whose chain of thought has any word outside
 the target language (R1's "language mixing"), over those the language scorer judged; it is absent when
@@ -19,12 +21,10 @@ no language scorer ran.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 
 from services.pb import rollout_pb2
-
-ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+from services.reward.math_verifier import extract_answer
 
 
 def _component(c: rollout_pb2.Completion, name: str) -> float | None:
@@ -32,11 +32,6 @@ def _component(c: rollout_pb2.Completion, name: str) -> float | None:
         if r.name == name and r.status == rollout_pb2.REWARD_STATUS_OK:
             return r.value
     return None
-
-
-def _answer(text: str) -> str | None:
-    found = ANSWER.findall(text)
-    return found[-1].strip() if found else None
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -55,17 +50,21 @@ def standard_error(values: list[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
-def evaluate_groups(groups: list[rollout_pb2.ScoredGroup], accuracy: str = "accuracy") -> dict:
+def evaluate_groups(
+    groups: list[rollout_pb2.ScoredGroup], accuracy: str = "accuracy", untagged: str = "none"
+) -> dict:
     """Aggregate eval metrics, judged by the `accuracy` scorer; with several prompt sources, the same
     metrics per source under "by_source". Unscorable completions are counted, never scored as wrong."""
-    out = _metrics(groups, accuracy)
+    out = _metrics(groups, accuracy, untagged)
     sources = sorted({g.source for g in groups})
     if len(sources) > 1:
-        out["by_source"] = {s: _metrics([g for g in groups if g.source == s], accuracy) for s in sources}
+        out["by_source"] = {
+            s: _metrics([g for g in groups if g.source == s], accuracy, untagged) for s in sources
+        }
     return out
 
 
-def _metrics(groups: list[rollout_pb2.ScoredGroup], accuracy: str) -> dict:
+def _metrics(groups: list[rollout_pb2.ScoredGroup], accuracy: str, untagged: str) -> dict:
     if not groups:
         raise ValueError("evaluate_groups needs at least one group")
     k = max(len(g.completions) for g in groups)
@@ -81,11 +80,16 @@ def _metrics(groups: list[rollout_pb2.ScoredGroup], accuracy: str) -> dict:
             for j in ks:
                 if j <= len(scored):
                     pass_k[j].append(pass_at_k(len(scored), correct, j))
-        votes = Counter(a for c in g.completions if (a := _answer(c.text)) is not None)
+        votes = Counter(a for c in g.completions if (a := extract_answer(c.text, untagged)) is not None)
         if votes:
             top = votes.most_common(1)[0][0]
             verdict = next(
-                (x for c, x in zip(g.completions, acc) if _answer(c.text) == top and x is not None), 0.0
+                (
+                    x
+                    for c, x in zip(g.completions, acc)
+                    if extract_answer(c.text, untagged) == top and x is not None
+                ),
+                0.0,
             )
             maj.append(float(verdict == 1.0))
         else:

@@ -7,6 +7,7 @@ and summary.json. The last line printed says where it all is.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -35,6 +36,7 @@ def run_pipeline(cfg) -> dict:
     stages = [get_stage(name) for name in cfg.pipeline.stages]  # unknown names fail before anything starts
     task = load_task(cfg.task)  # bad task input (a file, a row, a gym name) fails here, before anything runs
     splits = task.splits()
+    cfg = with_correctness_scorer(cfg, task.accuracy_scorer)
     check_task_scorers(task, cfg.reward)
     log.info("task %s: %s", task.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     if cfg.model.path:
@@ -108,6 +110,30 @@ def run_pipeline(cfg) -> dict:
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def with_correctness_scorer(cfg, scorer: str):
+    """`cfg` with the reward "accuracy" read as the task's own correctness scorer.
+
+    The pipeline configs (r1_zero, r1) weight "accuracy" for any task; a task judged by another service
+    (task=gym: "gym") gets that service in its place, in reward.scorers and in every weight table, unless
+    the config already starts the task's scorer (then "accuracy" means math-verify, as written).
+    """
+    rw = cfg.reward
+    if scorer == "accuracy" or scorer in rw.scorers or "accuracy" not in rw.scorers:
+        return cfg
+
+    def rename(weights):
+        return {scorer if name == "accuracy" else name: w for name, w in weights.items()}
+
+    out = copy.deepcopy(cfg)
+    OmegaConf.set_readonly(out, False)
+    out.reward.scorers = [scorer if s == "accuracy" else s for s in rw.scorers]
+    out.reward.stage_weights = {key: rename(w) for key, w in rw.stage_weights.items()}
+    out.reward.source_weights = {key: rename(w) for key, w in rw.source_weights.items()}
+    OmegaConf.set_readonly(out, True)
+    log.info("reward: 'accuracy' is task %s's correctness scorer %r here", cfg.task.name, scorer)
+    return out
 
 
 def check_task_scorers(task, rw) -> None:

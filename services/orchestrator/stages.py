@@ -382,7 +382,7 @@ def evaluate(ctx: StageContext) -> dict:
         "label": label,
         "policy_version": ctx.policy_version,
         "temperature": ec.temperature,
-        **evaluate_groups(groups, accuracy=ctx.task.accuracy_scorer),
+        **evaluate_groups(groups, ctx.task.accuracy_scorer, ctx.cfg.reward.untagged_answer),
     }
     (ctx.run_dir / f"eval_{label}.json").write_text(json.dumps(result, indent=2))
     ctx.results[f"{label}_pass1"] = result["pass1"]

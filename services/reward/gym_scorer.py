@@ -6,7 +6,8 @@ entry to the dataset's `score_answer`, which returns a float in [0, 1] (1 = corr
 partial credit, countdown 0.05 for a well-formed wrong expression).
 
 The final answer is extracted exactly as the math verifier does (`math_verifier.extract_answer`: the
-last `<answer>` block, else the last `\\boxed{}`), so both tasks reward the same template. In the parent,
+last `<answer>` block, else the last `\\boxed{}`, else with `reward.untagged_answer=last_number` the last
+number), so both tasks reward the same template. In the parent,
 before any library code runs:
 * a missing or empty answer is a real 0.0 (status ok): the policy did not answer;
 * an empty or invalid `metadata_json` is status error naming the problem: without the entry no dataset
@@ -23,8 +24,9 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
-from services.reward.math_verifier import completion_answer
+from services.reward.math_verifier import check_untagged, completion_answer
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
 from services.reward.verify_pool import VerifyPool, score_on_pool
 
@@ -46,12 +48,12 @@ def entry_of(metadata_json: str) -> dict | str:
     return entry
 
 
-def precheck(item: ScoreInput) -> ScoreResult | dict:
+def precheck(item: ScoreInput, untagged: str = "none") -> ScoreResult | dict:
     """Either a final result that needs no library call, or the request for a gym worker."""
     entry = entry_of(item.metadata_json)
     if isinstance(entry, str):
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, entry)
-    answer = completion_answer(item)
+    answer = completion_answer(item, untagged)
     return answer if isinstance(answer, ScoreResult) else {"answer": answer, "entry": entry}
 
 
@@ -60,7 +62,9 @@ class GymScorer:
 
     name = "gym"
 
-    def __init__(self, num_workers: int, timeout_s: float) -> None:
+    def __init__(self, num_workers: int, timeout_s: float, untagged: str = "none") -> None:
+        check_untagged(untagged)
+        self.untagged = untagged
         self.pool = VerifyPool(
             num_workers=num_workers,
             timeout_s=timeout_s,
@@ -71,7 +75,7 @@ class GymScorer:
         self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="gym-verify")
 
     def score(self, items: list[ScoreInput]) -> list[ScoreResult]:
-        return score_on_pool(items, precheck, self.pool, self._executor)
+        return score_on_pool(items, partial(precheck, untagged=self.untagged), self.pool, self._executor)
 
     def close(self) -> None:
         self.pool.close()

@@ -1,7 +1,8 @@
 """Scorer "accuracy": is the completion's final answer mathematically equal to the reference?
 
 The final answer is the content of the LAST `<answer>…</answer>` block of the completion (the R1
-template), or, when there is none, of the last `\\boxed{…}`. It is compared with the reference
+template), or, when there is none, of the last `\\boxed{…}`, or, with `reward.untagged_answer=last_number`,
+when there is neither, the last number in the completion. It is compared with the reference
 answer by math-verify (`parse` + `verify`), so "1/2", "0.5" and "\\frac{1}{2}" all match. The value
 is 1.0 for a match and 0.0 otherwise.
 
@@ -18,7 +19,9 @@ hanging input ends as status timeout and the next item is scored normally.
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
 from services.reward.verify_pool import VerifyPool, score_on_pool
@@ -34,18 +37,34 @@ def clean_text(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8", "replace").replace("\x00", "")
 
 
-def extract_answer(completion: str) -> str | None:
-    """The final answer of `completion`: the last `<answer>` block, else the last `\\boxed{}`, else None."""
+UNTAGGED_ANSWERS = ("none", "last_number")
+# A number as people write one in an answer: sign, digits with thousands separators, decimals.
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def check_untagged(untagged: str) -> None:
+    if untagged not in UNTAGGED_ANSWERS:
+        raise ValueError(f"reward.untagged_answer={untagged!r}: choose one of {list(UNTAGGED_ANSWERS)}")
+
+
+def extract_answer(completion: str, untagged: str = "none") -> str | None:
+    """The final answer of `completion`: the last `<answer>` block, else the last `\\boxed{}`, else (with
+    `untagged="last_number"`) the last number, commas dropped ("1,234." -> "1234"), else None."""
     close = completion.rfind(ANSWER_CLOSE)
     if close != -1:
         start = completion.rfind(ANSWER_OPEN, 0, close)
         if start != -1:
             return completion[start + len(ANSWER_OPEN) : close].strip()
     boxed = last_boxed(completion)
-    return None if boxed is None else boxed.strip()
+    if boxed is not None:
+        return boxed.strip()
+    if untagged == "last_number":
+        numbers = _NUMBER.findall(completion)
+        return numbers[-1].replace(",", "") if numbers else None
+    return None
 
 
-def precheck(item: ScoreInput) -> ScoreResult | dict:
+def precheck(item: ScoreInput, untagged: str = "none") -> ScoreResult | dict:
     """Either a final result that needs no parsing, or the worker request {answer, reference} to verify."""
     reference = clean_text(item.answer).strip()
     if not reference:
@@ -53,14 +72,14 @@ def precheck(item: ScoreInput) -> ScoreResult | dict:
     if len(reference) > MAX_ANSWER_CHARS:
         detail = f"reference answer too long ({len(reference)} > {MAX_ANSWER_CHARS} chars)"
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.ERROR, detail)
-    answer = completion_answer(item)
+    answer = completion_answer(item, untagged)
     return answer if isinstance(answer, ScoreResult) else {"answer": answer, "reference": reference}
 
 
-def completion_answer(item: ScoreInput) -> ScoreResult | str:
+def completion_answer(item: ScoreInput, untagged: str = "none") -> ScoreResult | str:
     """The completion's final answer, cleaned, or the result that settles the item without a verifier: a
     missing or empty answer is a real 0.0 (the policy did not answer), an over-long one an error."""
-    answer = extract_answer(item.completion)
+    answer = extract_answer(item.completion, untagged)
     if answer is None:
         return ScoreResult(item.sample_index, 0.0, ScoreStatus.OK, "no <answer> block or \\boxed{} found")
     if not answer:
@@ -76,13 +95,15 @@ class MathVerifierScorer:
 
     name = "accuracy"
 
-    def __init__(self, num_workers: int, timeout_s: float) -> None:
+    def __init__(self, num_workers: int, timeout_s: float, untagged: str = "none") -> None:
+        check_untagged(untagged)
+        self.untagged = untagged
         self.pool = VerifyPool(num_workers=num_workers, timeout_s=timeout_s)
         # One thread per worker process: each thread blocks on its item's pipe.
         self._executor = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="math-verify")
 
     def score(self, items: list[ScoreInput]) -> list[ScoreResult]:
-        return score_on_pool(items, precheck, self.pool, self._executor)
+        return score_on_pool(items, partial(precheck, untagged=self.untagged), self.pool, self._executor)
 
     def close(self) -> None:
         self.pool.close()

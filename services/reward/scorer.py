@@ -89,11 +89,11 @@ def make_scorer(name: str, cfg: Any) -> Scorer:
     if name == "accuracy":
         from services.reward.math_verifier import MathVerifierScorer
 
-        return MathVerifierScorer(num_workers=cfg.verify_workers, timeout_s=cfg.verify_timeout_s)
+        return MathVerifierScorer(cfg.verify_workers, cfg.verify_timeout_s, cfg.untagged_answer)
     if name == "gym":
         from services.reward.gym_scorer import GymScorer
 
-        return GymScorer(num_workers=cfg.verify_workers, timeout_s=cfg.verify_timeout_s)
+        return GymScorer(cfg.verify_workers, cfg.verify_timeout_s, cfg.untagged_answer)
     if name == "format":
         from services.reward.format_checker import FormatScorer
 

@@ -282,3 +282,23 @@ def test_qwen_window_and_dynamic_ntk_pass_on_vllm_when_they_match_the_learner():
     )
     # The hf engine runs the learner's own modules, so mixed window layers are fine there.
     check_config(load_config(["model.sliding_window=16", "model.max_window_layers=2", "rollout.engine=hf"]))
+
+
+def test_pipeline_accuracy_weights_become_the_tasks_own_scorer():
+    """pipeline=r1_zero weights "accuracy"; on task=gym that is the gym service, in every table."""
+    from services.orchestrator.pipeline import check_task_scorers, with_correctness_scorer
+    from services.reward.combine import reward_weights
+    from services.tasks import load_task
+
+    cfg = load_config(["pipeline=r1_zero", "task=gym"])
+    assert list(cfg.reward.scorers) == ["accuracy", "format", "language"]  # what the pipeline file says
+    bound = with_correctness_scorer(cfg, "gym")
+    assert list(bound.reward.scorers) == ["gym", "format", "language"]
+    assert reward_weights(bound.reward, "rl") == {"gym": 1.0, "format": 0.2, "language": 0.0}
+    assert reward_weights(bound.reward, "eval") == {"gym": 1.0, "format": 0.2, "language": 0.0}
+    check_task_scorers(load_task(bound.task), bound.reward)
+    check_config(bound)
+    # A math task keeps math-verify; a config that starts the task's scorer itself is left as written.
+    assert with_correctness_scorer(cfg, "accuracy") is cfg
+    both = load_config(["pipeline=r1_zero", "task=gym", "reward.scorers=[accuracy,gym,format,language]"])
+    assert with_correctness_scorer(both, "gym") is both

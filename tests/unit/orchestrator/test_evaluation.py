@@ -81,3 +81,13 @@ def test_standard_error_of_the_mean():
     assert standard_error([1.0, 1.0, 1.0]) == 0.0
     # values 0, 1, 0, 1: mean 0.5, sample variance 4 * 0.25 / 3 = 1/3, stderr sqrt(1/3 / 4)
     assert standard_error([0.0, 1.0, 0.0, 1.0]) == pytest.approx(math.sqrt(1 / 12))
+
+
+def test_maj_at_k_reads_untagged_answers_only_when_asked():
+    g = rollout_pb2.ScoredGroup(source="addition")
+    for i, (text, score) in enumerate([("3+9 = 12", 1.0), ("it is 12", 1.0), ("13", 0.0), ("so 13.", 0.0)]):
+        c = g.completions.add(sample_index=i, text=text)
+        c.rewards.add(name="accuracy", value=score, status=OK)
+    assert evaluate_groups([g])["maj@4"] == 0.0  # no tags: no votes
+    # "12" and "13" tie at two votes each; the first one seen ("12") wins, and it is right.
+    assert evaluate_groups([g], untagged="last_number")["maj@4"] == 1.0

@@ -53,6 +53,34 @@ def test_extract_returns_none_without_answer() -> None:
     assert extract_answer("</answer> 132 <answer>") is None  # tags in the wrong order
 
 
+def test_untagged_last_number_is_read_only_when_asked() -> None:
+    text = "3 + 9 is 11? No: 3 + 9 = 1,212 apples."
+    assert extract_answer(text) is None  # the default: no tag, no answer
+    assert extract_answer(text, "last_number") == "1212"
+    assert extract_answer("It is -4.5.", "last_number") == "-4.5"
+    assert extract_answer("no digits here", "last_number") is None
+    # A tag or a box still wins over any number after it.
+    assert extract_answer("<answer>7</answer> and 8", "last_number") == "7"
+    assert extract_answer("\\boxed{7} and 8", "last_number") == "7"
+
+
+def test_untagged_scoring_in_the_verifier_processes() -> None:
+    lenient = make_scorer("accuracy", _reward_cfg(untagged_answer="last_number"))
+    try:
+        results = lenient.score([item("so 100 + 32 = 132"), item("so 100 + 32 = 131")])
+    finally:
+        lenient.close()
+    assert [(r.value, r.status) for r in results] == [(1.0, ScoreStatus.OK), (0.0, ScoreStatus.OK)]
+    with pytest.raises(ValueError, match="reward.untagged_answer='first'"):
+        MathVerifierScorer(1, TIMEOUT_S, untagged="first")
+
+
+def _reward_cfg(**changes):
+    from services.config_loader import load_config
+
+    return load_config([f"reward.{k}={v}" for k, v in changes.items()]).reward
+
+
 # --- math-verify equivalence, in this process (pure) -------------------------------------------
 
 
