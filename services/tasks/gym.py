@@ -155,6 +155,13 @@ class GymTask:
                 splits[split] += problems
                 self._report.setdefault(name, {}).update(counts)
             seen |= taken
+            if sizes[split] and not splits[split]:
+                raise ValueError(
+                    f"task=gym: the {split} split is empty (task.{split}_size={sizes[split]}): every "
+                    f"question {list(self.weights)} can make with these options is already in an earlier "
+                    "split. Widen the dataset (task.gym_kwargs, e.g. more digits or terms), lower "
+                    f"task.train_size, or set task.{split}_size=0 if the pipeline does not use it"
+                )
             if len(self.weights) > 1:
                 random.Random(f"{self.cfg.seed}/{split}").shuffle(splits[split])
         return splits

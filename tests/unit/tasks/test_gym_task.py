@@ -62,6 +62,19 @@ def test_splits_are_disjoint_by_question_and_duplicates_are_counted():
     assert (counts["train"], counts["heldout"], counts["cold_start"]) == (100, 30, 30)
 
 
+def test_a_split_left_empty_by_a_small_question_space_is_an_error_naming_it():
+    # One-digit a+b has ~100 questions; 3000 training draws take them all, so nothing is left to hold out.
+    plus = {
+        "basic_arithmetic": {
+            **SHORT_ARITHMETIC["basic_arithmetic"],
+            **{"operators": ["+"], "allow_parentheses": False, "allow_negation": False},
+        }
+    }
+    task = GymTask(gym_cfg(train_size=3000, heldout_size=20, cold_start_size=0, gym_kwargs=plus))
+    with pytest.raises(ValueError, match=r"the heldout split is empty \(task\.heldout_size=20\)"):
+        task.splits()
+
+
 def test_derived_seeds_differ_per_split_and_dataset():
     seeds = {derived_seed(1234, n, s) for n in ("chain_sum", "countdown") for s in ("heldout", "cold_start")}
     assert len(seeds) == 4 and 1234 not in seeds
