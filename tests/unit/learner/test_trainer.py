@@ -96,6 +96,51 @@ def test_micro_batching_gives_the_full_batch_gradient(tiny_model_dir, loss_agg):
     assert m_split["clip_frac"] == pytest.approx(m_whole["clip_frac"]) and m_whole["clip_frac"] > 0
 
 
+def test_gradient_checkpointing_gives_the_same_gradient(tiny_model_dir):
+    plain = _trainer(tiny_model_dir)
+    recomputed = _trainer(tiny_model_dir, gradient_checkpointing=True)
+    assert recomputed.model.is_gradient_checkpointing and recomputed.model.training
+    batch = build_batch([_group(plain.model, 0, completions=(GOOD, BAD, [4], [7, 8]))], pad_id=0, eps=1e-6)
+    grads_plain, m_plain = _grads_at_step(plain, batch)
+    grads_recomputed, m_recomputed = _grads_at_step(recomputed, batch)
+    for name, grad in grads_plain.items():
+        torch.testing.assert_close(grads_recomputed[name], grad, atol=1e-7, rtol=1e-5)
+    assert m_recomputed["loss"] == pytest.approx(m_plain["loss"], abs=1e-7)
+
+
+def test_gradient_checkpointing_refuses_a_policy_with_dropout(make_tiny_qwen, tmp_path):
+    from transformers import AutoConfig
+
+    make_tiny_qwen(tmp_path)
+    config = AutoConfig.from_pretrained(tmp_path)
+    config.attention_dropout = 0.1
+    config.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="gradient_checkpointing needs a policy without dropout"):
+        _trainer(tmp_path, gradient_checkpointing=True)
+
+
+def test_bfloat16_autocast_trains_with_float32_state_and_nearby_logprobs(tiny_model_dir):
+    fp32 = _trainer(tiny_model_dir)
+    bf16 = _trainer(tiny_model_dir, autocast_dtype="bfloat16")
+    group = _group(fp32.model, 0, completions=(GOOD, BAD, [4], [7, 8]))
+    batch = build_batch([group], pad_id=0, eps=1e-6)
+    row = batch.input_ids[:1]
+    with torch.no_grad(), bf16._precision():
+        low = token_logprobs(bf16.model, row, torch.ones_like(row))
+    high = token_logprobs(fp32.model, row, torch.ones_like(row)).detach()
+    assert low.dtype == torch.float32  # the log-softmax is float32 even under autocast
+    gap = (low - high).abs().max().item()
+    assert 0 < gap < 0.1, gap  # bf16 matmuls: close, not equal
+    before = {n: p.detach().clone() for n, p in bf16.model.named_parameters()}
+    metrics = bf16.step(batch)
+    assert metrics["policy_version"] == 1.0 and metrics["ratio_max"] > 1.0  # the rounding shows in the ratio
+    assert all(
+        p.dtype == torch.float32 and not torch.equal(p, before[n]) for n, p in bf16.model.named_parameters()
+    )
+    with pytest.raises(ValueError, match="learner.autocast_dtype='int8'"):
+        _trainer(tiny_model_dir, autocast_dtype="int8")
+
+
 def test_checkpoint_resume_restores_state(tiny_model_dir, tmp_path):
     trainer = _trainer(tiny_model_dir)
     trainer.step(build_batch([_group(trainer.model, 0)], pad_id=0, eps=1e-6))
