@@ -80,9 +80,7 @@ def _rl_response_lengths(run: Path) -> list[tuple[int, float]]:
     if not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    lengths = [
-        r["completion_len_mean"] for r in rows if r.get("stage") in _RL_STAGES and "completion_len_mean" in r
-    ]
+    lengths = [r["response_len"] for r in rows if r.get("stage") in _RL_STAGES and "response_len" in r]
     return list(enumerate(lengths, start=1))
 
 

@@ -23,7 +23,7 @@ def _fake_run(tmp_path, name: str, pipeline: str, evals: list[dict], wall_s: flo
     for i, e in enumerate(evals):
         (run / "manifests" / f"{i:02d}_eval.json").write_text(json.dumps({"stage": "eval", "outputs": e}))
     rows = [{"stage": "cold_start_sft", "step": 1, "loss": 2.0}]
-    rows += [{"stage": "rl", "step": i + 1, "completion_len_mean": n} for i, n in enumerate(rl_lengths)]
+    rows += [{"stage": "rl", "step": i + 1, "response_len": n} for i, n in enumerate(rl_lengths)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return run
 
