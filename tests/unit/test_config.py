@@ -90,6 +90,29 @@ def test_unknown_stage_fails_naming_it():
         ["redis.url=redis://127.0.0.1:6379/0"],
         ["launcher.ray_address=auto", "redis.url=redis://redis:6379/0"],
         ["+reward.addresses.accuracy=127.0.0.1:50051"],
+        # The SmolLM2-135M commands (README "A real pretrained policy").
+        [
+            "model=smollm2-135m",
+            "pipeline=r1_zero",
+            "task.min_digits=1",
+            "task.heldout_size=100",
+            "eval.num_prompts=100",
+            "reward.untagged_answer=last_number",
+            "learner.rl_steps=16",
+            "learner.seed=0",
+        ],
+        [
+            "model=smollm2-135m",
+            "pipeline=r1_cold_start",
+            "task.min_digits=1",
+            "task.heldout_size=100",
+            "eval.num_prompts=100",
+            "reward.untagged_answer=last_number",
+            "learner.rl_steps=16",
+            "learner.sft_steps=40",
+            "learner.seed=1",
+            "rollout.seed=1",
+        ],
     ],
 )
 def test_documented_overrides_compose_and_pass_check(overrides):
