@@ -120,6 +120,9 @@ def test_documented_overrides_compose_and_pass_check(overrides):
     check_config(cfg)
     for item in overrides:
         key, value = item.lstrip("+").split("=", 1)
+        if "." not in key:  # a config-group choice (model=..., pipeline=...): its name field says which
+            assert cfg[key].name == value, key
+            continue
         node = cfg
         for part in key.split("."):
             node = node[part]
