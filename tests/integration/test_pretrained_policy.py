@@ -49,7 +49,9 @@ def test_one_grpo_step_on_vllm_samples_changes_the_weights_and_the_version(tiny_
     try:
         tok = engine.tokenizer
         prompts = [tok(render_chat_prompt(tok, q))["input_ids"] for q in QUESTIONS]
-        sampled = engine.generate(prompts, SamplingSpec(n=4, max_new_tokens=24, temperature=1.0))
+        # At the temperature the learner takes its log-probs at (the preset's rollout.temperature).
+        spec = SamplingSpec(n=4, max_new_tokens=24, temperature=cfg.rollout.temperature)
+        sampled = engine.generate(prompts, spec)
     finally:
         engine.close()
     groups = []
