@@ -9,7 +9,7 @@ float32, the tokenizer files with the chat template, and generation_config.json.
 Why it is built this way:
 - transformers' GGUF loader (with the `gguf` package) dequantizes the file into a `LlamaForCausalLM`
   (134.5M parameters). The weights are used as dequantized; they are not the original bf16 release,
-  and nothing pretends otherwise (the README says "SmolLM2-135M-Instruct, dequantized from Q4_1").
+  and the README says so.
 - `save_pretrained` refuses that model because its config still carries the GGUF quantization flag, so
   the checkpoint is written from a fresh model built from the config without that flag, into which the
   dequantized state dict is loaded (strictly: a missing or unexpected tensor is an error).
