@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
@@ -317,12 +318,17 @@ class GRPOTrainer:
 
     # -- weights and checkpoints ------------------------------------------------------------------
 
+    def iter_weights(self, dtype: torch.dtype | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+        """The policy's weights one tensor at a time, as (HF checkpoint name, full CPU tensor), tied copies
+        left out (see `untied_state_dict`). This is the one way weights leave the trainer (weight sync,
+        exports): a sharded or adapter-wrapped policy yields the same names and full tensors, gathered or
+        merged one at a time, so a consumer never needs the whole model twice."""
+        for name, t in untied_state_dict(self.model).items():
+            yield name, (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
+
     def state_dict_safetensors(self, dtype: torch.dtype | None = None) -> bytes:
-        """The policy's weights as safetensors bytes, tied copies left out (see `untied_state_dict`)."""
-        tensors = {
-            name: (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
-            for name, t in untied_state_dict(self.model).items()
-        }
+        """The policy's weights as safetensors bytes (`iter_weights`)."""
+        tensors = dict(self.iter_weights(dtype))
         return safetensors_save(tensors, metadata={"policy_version": str(self.policy_version)})
 
     def save(self, directory: str | Path, extra_meta: dict[str, Any] | None = None) -> Path:
