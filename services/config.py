@@ -297,6 +297,14 @@ class LearnerConfig:
     # Recompute each transformer block's activations in the backward pass instead of keeping them
     # (less memory for long completions, about a third more compute).
     gradient_checkpointing: bool = False
+    # Learner processes (ranks) that share the policy with FSDP2: each holds 1/N of the weights, gradients and
+    # AdamW state and takes 1/N of each step's micro-batches (gloo on CPU, NCCL on GPU; one Ray placement
+    # group bundle of a CPU, or a GPU, per rank). 1 = one unsharded learner. Checkpoints of N > 1 are
+    # sharded (trainer_state/dcp) beside a consolidated HF export.
+    num_ranks: int = 1
+    # Seconds the ranks wait for each other: to meet at start and in any collective (a dead rank fails
+    # the others within this).
+    dist_timeout_s: float = 600.0
     # Seed of data order and initial state.
     seed: int = 0
 
@@ -571,14 +579,17 @@ def check_config(cfg) -> None:
     if cfg.rollout.weight_sync == "nccl" and cfg.rollout.device != "cuda":
         errors.append("rollout.weight_sync=nccl needs rollout.device=cuda (NCCL moves GPU tensors)")
     errors += reward_errors(cfg.reward, trains_reward_model="reward_model" in cfg.pipeline.stages)
+    if cfg.learner.num_ranks < 1:
+        errors.append(f"learner.num_ranks={cfg.learner.num_ranks}: must be >= 1")
     if not cfg.launcher.ray_address:
         # Each actor reserves one logical Ray CPU; its torch threads are separate (on-policy, the learner and
         # the rollout workers take turns, so both may use every core).
-        need = cfg.rollout.num_workers + 1
+        ranks = max(1, cfg.learner.num_ranks)
+        need = cfg.rollout.num_workers + ranks
         if need > cfg.launcher.num_cpus:
             errors.append(
-                f"rollout.num_workers={cfg.rollout.num_workers} rollout actors + 1 learner actor need {need} "
-                f"Ray CPUs but launcher.num_cpus={cfg.launcher.num_cpus}; "
+                f"rollout.num_workers={cfg.rollout.num_workers} rollout actors + {ranks} learner actor(s) "
+                f"(learner.num_ranks) need {need} Ray CPUs but launcher.num_cpus={cfg.launcher.num_cpus}; "
                 "raise launcher.num_cpus or lower rollout.num_workers"
             )
     # An address of a known scorer this run does not start is unused (one compose file serves every task);

@@ -92,7 +92,7 @@ def save_checkpoint(
             save_file(tensors, str(tmp / OPTIMIZER_FILE))
             state["optimizer"] = optimizer_meta
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True))
-        _replace_dir(tmp, target)
+        replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -100,7 +100,7 @@ def save_checkpoint(
     return target
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
+def replace_dir(src: Path, dst: Path) -> None:
     """Move `src` to `dst`, replacing an existing `dst` with only a brief window without either."""
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")

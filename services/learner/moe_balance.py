@@ -75,11 +75,18 @@ class ExpertBiasBalancer:
             self._keep = None
 
     @torch.no_grad()
-    def update(self) -> dict[str, float]:
+    def update(self, rank=None) -> dict[str, float]:
         """Move every router's bias by the loads counted since the last update; reset the counts.
 
-        Returns `moe_bias_absmax`, the largest |b_i| over all layers after the update.
+        On a multi-rank learner (`rank`, a `distributed.RankInfo`) the counts are summed over ranks first,
+        so every rank moves its copy of the bias alike. Returns `moe_bias_absmax`, the largest |b_i| over
+        all layers after the update.
         """
+        if rank is not None and rank.sharded:
+            from services.learner.distributed import all_reduce_counts
+
+            experts = [(layer, m.e_score_correction_bias.numel()) for layer, m in self.routers]
+            self.counts = all_reduce_counts(self.counts, experts)
         for layer, module in self.routers:
             counts = self.counts.get(layer)
             if counts is None:

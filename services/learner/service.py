@@ -17,6 +17,7 @@ from pathlib import Path
 
 from services.learner.batch import DROP_REASONS, build_batch, select_groups
 from services.learner.checkpoint import load_checkpoint_meta
+from services.learner.distributed import SINGLE, RankInfo, broadcast
 from services.learner.sft import sft_batches
 from services.learner.trainer import GRPOTrainer
 from services.pb import rollout_pb2
@@ -35,12 +36,14 @@ class LearnerService:
         groups_stream: str | None = None,
         resume: bool = False,
         run_id: str | None = None,
+        rank: RankInfo = SINGLE,
     ) -> None:
         self.cfg = learner_cfg
         self.run_id = run_id  # groups of another run in the stream are acked and counted, never trained
-        self.trainer = GRPOTrainer(model_dir, learner_cfg, resume=resume)
+        self.rank = rank  # on N ranks, rank 0 alone reads the stream and broadcasts each step's batch
+        self.trainer = GRPOTrainer(model_dir, learner_cfg, resume=resume, rank=rank)
         self.groups = None
-        if redis_url is not None:
+        if redis_url is not None and rank.is_leader:
             from services.transport.redis_server import connect
             from services.transport.streams import StreamQueue
 
@@ -148,8 +151,12 @@ class LearnerService:
 
         Dropped groups (duplicate, stale, failed, zero variance, malformed) are counted and acked. If
         none is admitted, no step is taken and the policy version stays. Raises TimeoutError naming the
-        shortfall when the groups do not arrive in time.
+        shortfall when the groups do not arrive in time. On N ranks the other ranks receive rank 0's
+        batch and take the same step (their return value is not used).
         """
+        if not self.rank.is_leader:
+            batch = broadcast(None, self.rank)
+            return {} if batch is None else self._train_on(batch)
         t0 = time.perf_counter()
         deliveries = []
         while len(deliveries) < expected_groups:
@@ -173,11 +180,12 @@ class LearnerService:
         metrics: dict = {f"dropped_{r}": selection.dropped[r] for r in DROP_REASONS}
         metrics.update(_rollout_metrics(groups))
         metrics.update(staleness_histogram(groups, self.trainer.policy_version))
+        batch = None
         if selection.groups:
             batch = build_batch(selection.groups, self.trainer.tokenizer.pad_token_id, self.cfg.adv_eps)
-            if self._is_moe:
-                metrics.update(self._expert_load(batch))
-            metrics.update(self.trainer.step(batch))
+        batch = broadcast(batch, self.rank)
+        if batch is not None:
+            metrics.update(self._train_on(batch))
         self._account(groups, selection)
         self._unacked += [d.entry_id for d in deliveries]
         metrics.update(
@@ -186,6 +194,11 @@ class LearnerService:
             wait_s=wait_s,
             step_s=time.perf_counter() - t0,
         )
+        return metrics
+
+    def _train_on(self, batch) -> dict:
+        metrics = self._expert_load(batch) if self._is_moe else {}
+        metrics.update(self.trainer.step(batch))
         return metrics
 
     def _drop_foreign(self, deliveries: list) -> list:
@@ -282,6 +295,8 @@ class LearnerService:
         """Take back every group waiting in the stream, this learner's earlier life's pending ones too,
         and settle them by the admission rules (after a restart they are stale, or duplicates); their
         outcomes join the accounting and their entries are acknowledged by the next checkpoint."""
+        if self.groups is None:  # not rank 0 of N: the stream is rank 0's
+            return {}
         deliveries = self.groups.recover("learner")
         while got := self.groups.read("learner", 64, 0):
             deliveries += got

@@ -30,9 +30,19 @@ from safetensors.torch import save as safetensors_save
 from services.learner.batch import GRPOBatch
 from services.learner.checkpoint import load_checkpoint_meta, load_optimizer_state, save_checkpoint
 from services.learner.distill import DistillBatch, distill_loss
+from services.learner.distributed import (
+    SINGLE,
+    RankInfo,
+    all_reduce_sums,
+    full_items,
+    full_tensor,
+    rank_share,
+    shard_policy,
+)
 from services.learner.grpo import LOSS_AGG_MODES, grpo_loss
 from services.learner.logprobs import token_logprobs
 from services.learner.sft import SFTBatch, packing_is_exact
+from services.learner.sharded_checkpoint import has_sharded_state, load_sharded_state, save_sharded_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +126,12 @@ class GRPOTrainer:
     """
 
     def __init__(
-        self, model_dir: str | Path, cfg: Any, reference_dir: str | Path | None = None, resume: bool = False
+        self,
+        model_dir: str | Path,
+        cfg: Any,
+        reference_dir: str | Path | None = None,
+        resume: bool = False,
+        rank: RankInfo = SINGLE,
     ) -> None:
         if cfg.loss_agg not in LOSS_AGG_MODES:
             raise ValueError(
@@ -129,10 +144,14 @@ class GRPOTrainer:
         self.cfg = cfg
         self.model_dir = Path(model_dir)
         self.device = torch.device(cfg.device)
+        self.rank = rank
         self.model = _load_policy(self.model_dir, self.device)
         self._autocast = _autocast_dtype(cfg.autocast_dtype)
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(self.model)
+        self._weight_names = list(untied_state_dict(self.model))  # what iter_weights yields, in order
+        if rank.sharded:  # FSDP2: from here on each rank holds 1/N of every parameter
+            shard_policy(self.model, self.device.type)
         self.tokenizer = _load_tokenizer(self.model_dir)
         meta = load_checkpoint_meta(self.model_dir)
         recorded_reference = meta.get("reference_dir") if resume else None
@@ -140,6 +159,8 @@ class GRPOTrainer:
         self.reference: torch.nn.Module | None = None
         if cfg.kl_coef > 0:
             self.reference = _load_policy(self.reference_dir, self.device).requires_grad_(False)
+            if rank.sharded:
+                shard_policy(self.reference, self.device.type)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.policy_version = int(meta["policy_version"])
         self.step_count = 0
@@ -147,7 +168,9 @@ class GRPOTrainer:
         if resume:
             self.step_count = int(meta["step"])
             self.trained_group_ids = set(meta["trained_group_ids"])
-            if not load_optimizer_state(self.model_dir, self.optimizer):
+            if rank.sharded and has_sharded_state(self.model_dir):
+                load_sharded_state(self.model_dir, self.model, self.optimizer)
+            elif not load_optimizer_state(self.model_dir, self.optimizer):
                 log.warning("checkpoint %s has no optimizer state; AdamW restarts from zero", self.model_dir)
             self.set_lr(cfg.lr)
         self._packing_checked = False
@@ -171,7 +194,8 @@ class GRPOTrainer:
 
     def _optimizer_step(self) -> float:
         """Clip, step and advance the policy version; return the pre-clip gradient norm."""
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        grad_norm = float(full_tensor(norm))  # sharded: the norm over every rank's shards
         if not torch.isfinite(torch.tensor(grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             raise FloatingPointError(
@@ -181,17 +205,17 @@ class GRPOTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self._balancer is not None:
-            self._balance_metrics = self._balancer.update()
+            self._balance_metrics = self._balancer.update(self.rank)
         self.policy_version += 1
         self.step_count += 1
         return grad_norm
 
-    def _routing(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+    def _routing(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, counted: bool = True):
         """Context of a training forward: mixed precision (if on), and the expert balancer (if on) counts
-        its routing."""
+        its routing (not for a rank's zero-weight repeat, see `distributed.rank_share`)."""
         stack = ExitStack()
         stack.enter_context(self._precision())
-        if self._balancer is not None:
+        if self._balancer is not None and counted:
             stack.enter_context(self._balancer.tokens(input_ids, attention_mask))
         return stack
 
@@ -216,8 +240,8 @@ class GRPOTrainer:
         sums: dict[str, float] = defaultdict(float)
         ratio_max = 0.0
         self.optimizer.zero_grad(set_to_none=True)
-        for mb in batch.to(self.device).micro_batches(cfg.micro_batch_size):
-            with self._routing(mb.input_ids, mb.attention_mask):
+        for mb, weight in rank_share(batch.to(self.device).micro_batches(cfg.micro_batch_size), self.rank):
+            with self._routing(mb.input_ids, mb.attention_mask, counted=weight > 0):
                 logp = token_logprobs(
                     self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
                 )  # [b, t]
@@ -231,12 +255,14 @@ class GRPOTrainer:
                 logp, mb.old_logprobs, ref_logp, mb.advantages, mb.completion_mask,
                 cfg.clip_eps, cfg.kl_coef, cfg.loss_agg, normaliser,
             )  # fmt: skip
-            loss.backward()
-            sums["loss"] += loss.item()  # micro-batch losses add up to the full-batch loss
+            (loss * (weight * self.rank.world_size)).backward()
+            sums["loss"] += weight * loss.item()  # micro-batch losses add up to the full-batch loss
             for key in ("pg_loss", "kl", "clip_frac", "ratio_mean"):
-                sums[key] += m[key] * m["num_tokens"]
-            sums["tokens"] += m["num_tokens"]
-            ratio_max = max(ratio_max, m["ratio_max"])
+                sums[key] += weight * m[key] * m["num_tokens"]
+            sums["tokens"] += weight * m["num_tokens"]
+            ratio_max = max(ratio_max, m["ratio_max"] if weight else 0.0)
+        sums = all_reduce_sums({**sums, "ratio_max": ratio_max}, self.rank, maxima=["ratio_max"])
+        ratio_max = sums.pop("ratio_max")
         grad_norm = self._optimizer_step()
         self.trained_group_ids.update(batch.group_keys)
         tokens = max(1.0, sums["tokens"])
@@ -260,15 +286,16 @@ class GRPOTrainer:
         total_tokens = max(1, batch.num_tokens)
         loss_sum = 0.0
         self.optimizer.zero_grad(set_to_none=True)
-        for mb in batch.micro_batches(self.cfg.micro_batch_size):
+        for mb, weight in rank_share(batch.micro_batches(self.cfg.micro_batch_size), self.rank):
             ids = mb.input_ids.to(self.device)
             attention = None if mb.attention_mask is None else mb.attention_mask.to(self.device)
             positions = None if mb.position_ids is None else mb.position_ids.to(self.device)
-            with self._routing(ids, attention):
+            with self._routing(ids, attention, counted=weight > 0):
                 logp = token_logprobs(self.model, ids, attention, positions)  # [b, t]
             loss = -(logp * mb.loss_mask.to(self.device)).sum() / total_tokens
-            loss.backward()
-            loss_sum += loss.item()
+            (loss * (weight * self.rank.world_size)).backward()
+            loss_sum += weight * loss.item()
+        loss_sum = all_reduce_sums({"loss": loss_sum}, self.rank)["loss"]
         grad_norm = self._optimizer_step()
         return {
             "loss": loss_sum,
@@ -287,9 +314,9 @@ class GRPOTrainer:
         normaliser = max(1, batch.num_tokens)
         sums: dict[str, float] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        for mb in batch.micro_batches(self.cfg.micro_batch_size):
+        for mb, weight in rank_share(batch.micro_batches(self.cfg.micro_batch_size), self.rank):
             ids, attention = mb.input_ids.to(self.device), mb.attention_mask.to(self.device)
-            with self._routing(ids, attention):
+            with self._routing(ids, attention, counted=weight > 0):
                 logits = self.model(input_ids=ids, attention_mask=attention).logits  # [b, t, V]
             loss, m = distill_loss(
                 logits,
@@ -300,10 +327,11 @@ class GRPOTrainer:
                 beta,
                 normaliser=normaliser,
             )
-            loss.backward()
+            (loss * (weight * self.rank.world_size)).backward()
             for key in ("loss", "ce", "kl", "teacher_top1_agreement"):
-                sums[key] = sums.get(key, 0.0) + m[key] * m["tokens"]
-            sums["tokens"] = sums.get("tokens", 0.0) + m["tokens"]
+                sums[key] = sums.get(key, 0.0) + weight * m[key] * m["tokens"]
+            sums["tokens"] = sums.get("tokens", 0.0) + weight * m["tokens"]
+        sums = all_reduce_sums(sums, self.rank)
         grad_norm = self._optimizer_step()
         tokens = max(1.0, sums.pop("tokens", 0.0))
         return {
@@ -323,8 +351,14 @@ class GRPOTrainer:
         left out (see `untied_state_dict`). This is the one way weights leave the trainer (weight sync,
         exports): a sharded or adapter-wrapped policy yields the same names and full tensors, gathered or
         merged one at a time, so a consumer never needs the whole model twice."""
-        for name, t in untied_state_dict(self.model).items():
-            yield name, (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
+        items = (
+            full_items(self.model, self._weight_names)
+            if self.rank.sharded
+            else untied_state_dict(self.model).items()
+        )
+        for name, t in items:  # sharded: every rank gathers each tensor, rank 0 alone yields them
+            if self.rank.is_leader:
+                yield name, (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
 
     def state_dict_safetensors(self, dtype: torch.dtype | None = None) -> bytes:
         """The policy's weights as safetensors bytes (`iter_weights`)."""
@@ -340,4 +374,8 @@ class GRPOTrainer:
             "reference_dir": str(self.reference_dir),
             **(extra_meta or {}),
         }
+        if self.rank.sharded:
+            return save_sharded_checkpoint(
+                directory, self.model, self.iter_weights(), self.tokenizer, meta, self.optimizer, self.rank
+            )
         return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)

@@ -29,6 +29,7 @@ import time
 
 from tqdm.auto import tqdm
 
+from services.orchestrator.learner_group import kill_learner
 from services.orchestrator.learner_session import start_learner
 from services.orchestrator.resume import latest_stage_checkpoint, truncate_metrics
 from services.orchestrator.rollouts import StreamingRollouts, sync_weights
@@ -105,7 +106,7 @@ class GRPOLoop:
         finally:
             bar.close()
             if self.learner is not None:
-                ray.kill(self.learner)
+                kill_learner(self.learner)
         return ckpt, books
 
     def _step(self) -> dict:
@@ -167,7 +168,6 @@ class GRPOLoop:
             return False
 
     def _restart(self, error: LearnerDied) -> None:
-        import ray
 
         self.restarts += 1
         budget = self.ctx.cfg.supervisor.max_restarts
@@ -177,7 +177,7 @@ class GRPOLoop:
                 f"last error: {error}"
             ) from error
         try:
-            ray.kill(self.learner)
+            kill_learner(self.learner)
         except Exception:  # already gone
             pass
         found = latest_stage_checkpoint(self.ctx.run_dir, self.stage)

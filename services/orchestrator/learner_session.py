@@ -13,19 +13,19 @@ from contextlib import contextmanager
 
 from omegaconf import OmegaConf
 
+from services.orchestrator.learner_group import kill_learner, start_learner_group
 from services.orchestrator.rollouts import sync_weights
 from services.transport.names import groups_stream_for
 
 
 @contextmanager
 def learner_session(ctx, groups_stage: str | None = None, model_dir: str = "") -> Iterator[object]:
-    import ray
 
     learner = start_learner(ctx, groups_stage, model_dir)
     try:
         yield learner
     finally:
-        ray.kill(learner)
+        kill_learner(learner)
 
 
 def start_learner(ctx, groups_stage: str | None = None, model_dir: str = "", resume: bool = False):
@@ -39,14 +39,16 @@ def start_learner(ctx, groups_stage: str | None = None, model_dir: str = "", res
     lc = OmegaConf.to_object(ctx.cfg.learner)
     if groups_stage is not None and lc.max_staleness > 0:  # rollout samples while this learner trains
         lc.num_threads = lc.num_threads_async
+    args: tuple = (model_dir or ctx.policy_dir, lc)
+    kwargs: dict = {"resume": resume}
+    if groups_stage is not None:
+        rc = OmegaConf.to_object(ctx.cfg.redis)
+        args += (rc, ctx.runtime.redis_url, groups_stream_for(rc.groups_stream, groups_stage))
+        kwargs["run_id"] = ctx.run_id
+    if lc.num_ranks > 1:  # FSDP2 over N rank actors, driven as one (services.orchestrator.learner_group)
+        return start_learner_group(lc, args, kwargs)
     actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
-    if groups_stage is None:
-        return actor_cls.remote(model_dir or ctx.policy_dir, lc, resume=resume)
-    rc = OmegaConf.to_object(ctx.cfg.redis)
-    stream = groups_stream_for(rc.groups_stream, groups_stage)
-    return actor_cls.remote(
-        model_dir or ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, resume=resume, run_id=ctx.run_id
-    )
+    return actor_cls.remote(*args, **kwargs)
 
 
 def finish(ctx, learner, label: str, sync: bool = True) -> str:
