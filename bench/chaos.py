@@ -16,7 +16,8 @@ behind (exit code, summary.json, metrics.jsonl, the final checkpoint's trained i
 
 Scenarios: F1 kill -9 the rollout worker actor; F2 kill -9 the accuracy reward service; F3 SIGSTOP
 it past its deadline, then SIGCONT; F4 kill -9 the embedded redis-server; F5 kill -9 the learner actor
-(it restarts from its latest in-stage checkpoint); F6 poison messages (an unparseable entry and a task
+(it restarts from its latest in-stage checkpoint); F8 the same for one rank of a 2-rank FSDP2 learner
+(the whole group restarts from its sharded checkpoint); F6 poison messages (an unparseable entry and a task
 whose prompt the engine rejects) in the prompts stream; F7 a rollout worker that dies with half of a
 weight transfer loaded (a failpoint, services/transport/failpoints.py, since that moment cannot be timed
 from outside).
@@ -276,6 +277,8 @@ def _fault(scenario: str, tag: str, failpoints: Path) -> None:
         inject_poison(tag)
     elif scenario == "F7":
         arm(failpoints, "update_weights_midway")  # the next weight transfer kills its worker midway
+    elif scenario == "F8":
+        os.kill(find_process(tag, r"ray::LearnerRank")[0], signal.SIGKILL)  # either rank: both must recover
     else:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {list(SCENARIOS)}")
 
@@ -288,7 +291,10 @@ SCENARIOS = {
     "F5": "kill -9 the learner",
     "F6": "poison messages in the prompts stream",
     "F7": "a rollout worker dies midway through a weight transfer",
+    "F8": "kill -9 one rank of a 2-rank (FSDP2) learner",
 }
+# Scenario-specific overrides on top of BASE.
+SCENARIO_OVERRIDES = {"F8": ["learner.num_ranks=2", "launcher.num_cpus=3"]}
 
 
 def run_scenario(
@@ -301,7 +307,7 @@ def run_scenario(
     shutil.rmtree(failpoints, ignore_errors=True)
     overrides = [
         f"run_dir={run_dir}", f"model.cache_dir={zoo_dir}", *BASE, f"model.path={sft_ckpt}",
-        "pipeline.stages=[rl]", f"learner.rl_steps={RL_STEPS}",
+        "pipeline.stages=[rl]", f"learner.rl_steps={RL_STEPS}", *SCENARIO_OVERRIDES.get(scenario, []),
     ]  # fmt: skip
     with log_path.open("w") as log:
         proc, tag = start_r1forge(overrides, workdir, log, failpoints)
@@ -355,7 +361,7 @@ def check_run(scenario: str, rc: int, run_dir: Path, log_path: Path) -> Outcome:
         out.problems.append(f"the poison task's dead-letter marker was not dropped as foreign: {books}")
     if books["dropped"].get("malformed", 0):
         out.problems.append(f"{books['dropped']['malformed']} malformed groups (mixed versions?)")
-    if scenario == "F5" and books.get("learner_restarts") != 1:
+    if scenario in ("F5", "F8") and books.get("learner_restarts") != 1:
         out.problems.append(f"the learner was restarted {books.get('learner_restarts')} times, not once")
     incidents = [i for s in summary.get("restarts", {}).values() for i in s["incidents"]]
     times = [i["recovered_s"] for i in incidents if i["recovered_s"] is not None]

@@ -29,7 +29,7 @@ import time
 
 from tqdm.auto import tqdm
 
-from services.orchestrator.learner_group import kill_learner
+from services.orchestrator.learner_group import LearnerGroup, kill_learner, learner_alive
 from services.orchestrator.learner_session import start_learner
 from services.orchestrator.resume import latest_stage_checkpoint, truncate_metrics
 from services.orchestrator.rollouts import StreamingRollouts, sync_weights
@@ -147,6 +147,11 @@ class GRPOLoop:
             return self.rollouts.get(ref) if self.rollouts is not None else ray.get(ref)
         except ray.exceptions.RayActorError as e:
             raise LearnerDied(str(e)) from e
+        except ray.exceptions.RayTaskError as e:
+            # On N ranks a dead rank shows as the others' failed collective: restart the whole learner.
+            if isinstance(self.learner, LearnerGroup) and not self._learner_alive():
+                raise LearnerDied(str(e)) from e
+            raise
 
     def _call_sync(self) -> None:
         import ray
@@ -159,13 +164,8 @@ class GRPOLoop:
             raise LearnerDied(str(e)) from e
 
     def _learner_alive(self) -> bool:
-        import ray
 
-        try:
-            ray.get(self.learner.policy_version.remote(), timeout=30)
-            return True
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            return False
+        return learner_alive(self.learner, timeout_s=30)
 
     def _restart(self, error: LearnerDied) -> None:
 

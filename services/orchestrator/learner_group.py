@@ -130,6 +130,18 @@ def start_learner_group(lc, args: tuple, kwargs: dict, options: dict | None = No
     return group
 
 
+def learner_alive(learner, timeout_s: float) -> bool:
+    """Whether the learner (every rank of a group) answers within `timeout_s`."""
+    import ray
+
+    actors = learner.actors if isinstance(learner, LearnerGroup) else [learner]
+    try:
+        ray.get([actor.policy_version.remote() for actor in actors], timeout=timeout_s)
+        return True
+    except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError, ray.exceptions.GetTimeoutError):
+        return False
+
+
 def kill_learner(learner) -> None:
     """End a learner: one actor or a group of ranks."""
     import ray
