@@ -25,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the build reads, plus folders that must stay out of the wheel.
-SOURCES = ["pyproject.toml", "setup.py", "README.md", "services", "configs", "data", "protos", "tools", "tests"]
+SOURCES = ["pyproject.toml", "setup.py", "README.md", "services", "configs", "data"]
+LEFT_OUT = ["protos", "tools", "tests"]
 
 # Run inside the fresh venv, from an empty directory: compose the default config and a dataset task on a
 # shipped sample, load it, and verify one answer in a math-verifier worker process.
@@ -69,7 +70,7 @@ def installed(tmp_path_factory) -> dict:
     src = tmp / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
-    for name in SOURCES:
+    for name in SOURCES + LEFT_OUT:
         path = ROOT / name
         if path.is_dir():
             shutil.copytree(path, src / name, ignore=ignore)
@@ -80,11 +81,11 @@ def installed(tmp_path_factory) -> dict:
     _run([*pip, "wheel", ".", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp / "dist")], src, env)
     [wheel] = (tmp / "dist").glob("r1forge-*.whl")
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], tmp, env)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp, env)
     python = venv / "bin" / "python"
     purelib = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp, env)
     Path(purelib.stdout.strip(), "r1forge_dev_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], tmp, env)
+    _run([*pip, "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)], tmp, env)
     cwd = tmp / "elsewhere"
     cwd.mkdir()
     return {"wheel": wheel, "venv": venv.resolve(), "python": python, "cwd": cwd, "env": env}

@@ -58,3 +58,15 @@ def test_missing_paths_name_the_key_the_path_and_both_places(tmp_path, monkeypat
 def test_checkout_subprocesses_get_the_checkout_on_their_pythonpath():
     assert paths.subprocess_pythonpath(None) == str(ROOT)
     assert paths.subprocess_pythonpath("/elsewhere") == os.pathsep.join([str(ROOT), "/elsewhere"])
+
+
+def test_reward_model_pairs_default_to_the_shipped_files_and_resolve_like_task_path(tmp_path, monkeypatch):
+    from services.orchestrator.recipe_stages import _pairs_file
+
+    monkeypatch.chdir(tmp_path)
+    assert _pairs_file(None, "train_path", "train.jsonl") == str(ROOT / "data/preferences/train.jsonl")
+    given = "data/preferences/heldout.jsonl"
+    assert _pairs_file(given, "heldout_path", "heldout.jsonl") == str(ROOT / given)
+    missing = "reward_model.train_path=mine.jsonl: no such file"
+    with pytest.raises(FileNotFoundError, match=re.escape(missing)):
+        _pairs_file("mine.jsonl", "train_path", "train.jsonl")
