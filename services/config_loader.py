@@ -6,14 +6,11 @@ exactly what the orchestrator would have given it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from services.config import register_configs
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+from services.paths import CONFIG_DIR
 
 
 def load_config(overrides: list[str] | None = None, run_dir: str = "runs/adhoc") -> DictConfig:

@@ -18,14 +18,14 @@ import hydra
 from omegaconf import DictConfig
 
 from services.config import register_configs
+from services.paths import CONFIG_DIR
 
 # Errors caused by what the user gave us; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, ConnectionError, TimeoutError, PermissionError)
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
 register_configs()
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base=None)
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base=None)
 def _main(cfg: DictConfig) -> None:
     from services.orchestrator.pipeline import run_pipeline
 

@@ -23,12 +23,18 @@ from services.orchestrator.stages import (
     train_loop,
     weights_by_source,
 )
+from services.paths import resolve_data_path
 from services.pb import rollout_pb2
 from services.reward.combine import component_dict
 
 log = logging.getLogger(__name__)
 
 # The shipped helpfulness/harmlessness preference pairs (tools/make_preferences.py writes them).
+
+
+def _pairs_file(path: str | None, key: str, shipped: str) -> str:
+    """`reward_model.<key>` resolved (see services/paths.py), or the shipped pairs file when it is unset."""
+    return str(resolve_data_path(path, f"reward_model.{key}") if path else PREFERENCES_DIR / shipped)
 
 
 def reward_model(ctx: StageContext) -> dict:
@@ -39,8 +45,8 @@ def reward_model(ctx: StageContext) -> dict:
 
     rm = ctx.cfg.reward_model
     out_dir = ctx.run_dir / "checkpoints" / "reward_model"
-    train = rm.train_path or str(PREFERENCES_DIR / "train.jsonl")
-    heldout = rm.heldout_path or str(PREFERENCES_DIR / "heldout.jsonl")
+    train = _pairs_file(rm.train_path, "train_path", "train.jsonl")
+    heldout = _pairs_file(rm.heldout_path, "heldout_path", "heldout.jsonl")
     task = ray.remote(num_cpus=1, num_gpus=1 if rm.device == "cuda" else 0)(_train_reward_model)
     threads = ctx.cfg.learner.num_threads
     metrics = ray.get(task.remote(OmegaConf.to_container(rm), train, heldout, str(out_dir), threads))

@@ -22,6 +22,7 @@ from services.orchestrator.learner_session import finish, learner_session
 from services.orchestrator.metrics import MetricsLog, read_metrics
 from services.orchestrator.rollouts import drive_rollouts
 from services.orchestrator.runtime import Runtime
+from services.paths import DATA_DIR
 from services.pb import rollout_pb2
 from services.reward.combine import reward_weights
 from services.transport.names import GROUP_READERS, group_key, groups_stream_for
@@ -29,7 +30,7 @@ from services.transport.names import GROUP_READERS, group_key, groups_stream_for
 log = logging.getLogger(__name__)
 # The shipped helpfulness/harmlessness preference pairs (tools/make_preferences.py writes them); their
 # prompts are the general prompts of RL stage 2, their chosen answers the general SFT rows.
-PREFERENCES_DIR = Path(__file__).resolve().parents[2] / "data" / "preferences"
+PREFERENCES_DIR = DATA_DIR / "preferences"
 
 
 @dataclass

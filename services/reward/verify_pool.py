@@ -42,9 +42,9 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
+from services.paths import subprocess_pythonpath
 from services.reward.scorer import ScoreInput, ScoreResult, ScoreStatus
 
 logger = logging.getLogger(__name__)
@@ -52,8 +52,6 @@ logger = logging.getLogger(__name__)
 WORKER_MODULE = "services.reward.verify_worker"
 # Address-space cap of one worker: enough for sympy (~100 MB idle), small next to the run's 8 GiB.
 DEFAULT_MEMORY_LIMIT_BYTES = 1 << 30
-# Directory holding the `services` package, put on the workers' PYTHONPATH whatever the cwd is.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,10 @@ class _Worker:
 
     def __init__(self, worker_module: str, memory_limit_bytes: int) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        # The workers import this same `services`, whatever the cwd is.
+        pythonpath = subprocess_pythonpath(env.get("PYTHONPATH"))
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
         env.setdefault("OMP_NUM_THREADS", "1")
         self.process = subprocess.Popen(
             [sys.executable, "-m", worker_module, f"--memory-limit-bytes={memory_limit_bytes}"],

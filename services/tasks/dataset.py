@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.paths import resolve_data_path
 from services.tasks.answers import GSM8K_MARK, check_format, extract_reference, worked_solution
 from services.tasks.datasets import read_jsonl
 from services.tasks.problem import SPLITS, Problem
@@ -108,14 +109,16 @@ def validate_dataset_config(cfg: Any) -> None:
 
 
 def check_file(path: str, key: str) -> Path:
-    """`path` as a Path: FileNotFoundError naming `task.<key>` unless it is a file, ValueError on a suffix
-    other than .jsonl or .parquet."""
-    source = Path(path)
+    """`path` as a Path (a relative one from the current directory, else a shipped ``data/...`` file):
+    FileNotFoundError naming `task.<key>` unless it is a file, ValueError on a suffix other than .jsonl or
+    .parquet."""
+    hint = "task=dataset reads one local JSONL or parquet file, never the hub"
+    try:
+        source = resolve_data_path(path, f"task.{key}")
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e} ({hint})") from None
     if not source.is_file():
-        what = "a directory, not a file" if source.is_dir() else "no such file"
-        raise FileNotFoundError(
-            f"task.{key}={path}: {what} (task=dataset reads one local JSONL or parquet file, never the hub)"
-        )
+        raise FileNotFoundError(f"task.{key}={path}: a directory, not a file ({hint})")
     if source.suffix.lower() not in SUFFIXES:
         raise ValueError(
             f"task.{key}={path}: unsupported file type {source.suffix!r}; supported: {list(SUFFIXES)}"
