@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from omegaconf import OmegaConf
 
+from services.orchestrator.placement import actor_options
 from services.orchestrator.rollouts import sync_weights
 from services.transport.names import groups_stream_for
 
@@ -39,14 +40,18 @@ def start_learner(ctx, groups_stage: str | None = None, model_dir: str = "", res
     lc = OmegaConf.to_object(ctx.cfg.learner)
     if groups_stage is not None and lc.max_staleness > 0:  # rollout samples while this learner trains
         lc.num_threads = lc.num_threads_async
-    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
-    if groups_stage is None:
-        return actor_cls.remote(model_dir or ctx.policy_dir, lc, resume=resume)
-    rc = OmegaConf.to_object(ctx.cfg.redis)
-    stream = groups_stream_for(rc.groups_stream, groups_stage)
-    return actor_cls.remote(
-        model_dir or ctx.policy_dir, lc, rc, ctx.runtime.redis_url, stream, resume=resume, run_id=ctx.run_id
+    actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService).options(
+        **actor_options(ctx.cfg.launcher.learner_resources)
     )
+    if groups_stage is None:
+        learner = actor_cls.remote(model_dir or ctx.policy_dir, lc, resume=resume)
+    else:
+        rc = OmegaConf.to_object(ctx.cfg.redis)
+        stream = groups_stream_for(rc.groups_stream, groups_stage)
+        redis_url, policy = ctx.runtime.redis_url, model_dir or ctx.policy_dir
+        learner = actor_cls.remote(policy, lc, rc, redis_url, stream, resume=resume, run_id=ctx.run_id)
+    ctx.runtime.nodes.ask("learner", learner)
+    return learner
 
 
 def finish(ctx, learner, label: str, sync: bool = True) -> str:
