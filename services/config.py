@@ -233,6 +233,10 @@ class RewardConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     # Shared token every call must carry in its "authorization" metadata; unset disables the check.
     token: str | None = None
+    # Answer the standard health check (grpc.health.v1.Health/Check) without the token: Kubernetes' native
+    # `grpc:` probes cannot send metadata. The check tells only SERVING or not; every other call, Health/Watch
+    # included, still needs the token.
+    health_without_token: bool = False
     # PEM certificate the reward servers present for TLS; set together with tls_key, unset = plaintext.
     tls_cert: str | None = None
     # PEM private key matching tls_cert.

@@ -196,6 +196,7 @@ def _run(c: Cluster, args: list[str], cwd: Path, env: dict[str, str], timeout_s:
         pytest.fail(f"{' '.join(args[:3])} ... did not finish within {timeout_s}s:\n{out[-6000:]}")
     finally:
         kill_tagged(tag)  # the run's own reward services and embedded Redis, should any outlive it
+    (cwd / "output.log").write_text(out)
     return proc.returncode, out
 
 
@@ -249,3 +250,56 @@ def test_an_rl_run_through_ray_address_uses_both_nodes(cluster, tmp_path):
     assert rc == 0, f"r1forge on the two-node cluster failed:\n{out[-6000:]}"
     print(f"r1forge on two nodes: {time.monotonic() - t0:.0f}s")
     _check_run(c, run_dir, earlier)
+
+
+def test_a_run_without_the_clusters_token_fails_naming_the_knob(cluster, tmp_path):
+    c = cluster
+    env = {k: v for k, v in c.env.items() if not k.startswith("RAY_AUTH")}
+    args = [
+        *r1forge_command(),
+        f"run_dir={tmp_path / 'run'}",
+        f"model.cache_dir={tmp_path / 'zoo'}",
+        *BASE,
+        "pipeline.stages=[eval]",
+        f"launcher.ray_address={c.gcs_address}",
+    ]
+    rc, out = _run(c, args, tmp_path, env, timeout_s=180)
+    assert rc != 0, out[-3000:]
+    assert f"launcher.ray_address={c.gcs_address}: could not join the Ray cluster" in out, out[-3000:]
+    assert "Authentication token is missing or incorrect" in out, out[-3000:]  # Ray's own cause
+
+
+def test_ray_job_submit_runs_r1forge_on_the_cluster(cluster, tmp_path):
+    """The README's `ray job submit` recipe, with an eval-only pipeline (the RL run is the test above):
+    the job server runs the entrypoint on the head, which joins with launcher.ray_address=auto."""
+    c = cluster
+    earlier = _actor_ids(c)
+    run_dir = tmp_path / "run"
+    job_id = f"r1forge-{uuid.uuid4().hex[:8]}"
+    args = [
+        RAY,
+        "job",
+        "submit",
+        f"--address={c.dashboard_url}",
+        f"--submission-id={job_id}",
+        "--",
+        "r1forge",
+        f"run_dir={run_dir}",
+        f"model.cache_dir={tmp_path / 'zoo'}",
+        *BASE,
+        "pipeline.stages=[eval]",
+        "launcher.ray_address=auto",
+        "+launcher.rollout_resources.worker_node=0.01",
+    ]
+    rc, out = _run(c, args, tmp_path, c.env, timeout_s=300)
+    jobs = {j["submission_id"]: j["status"] for j in c.state("jobs")}
+    assert rc == 0 and jobs.get(job_id) == "SUCCEEDED", f"{jobs}\n{out[-6000:]}"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "eval_0_pass1" in summary or any(k.endswith("_pass1") for k in summary), summary
+    worker = _node_ids(c)["worker_node"]
+    ran = {
+        a["node_id"]
+        for a in c.state("actors")
+        if a["actor_id"] not in earlier and a["class_name"] == "RolloutWorker"
+    }
+    assert ran == {worker} and summary["ray_nodes"] == {"rollout": [worker]}, (ran, summary)
