@@ -2,8 +2,8 @@
 `launcher.ray_address`, the way the README tells a user to run one.
 
 Both nodes are started on this machine with the real CLI (`ray start --head` and `ray start --address=`),
-each with its own temp dir, free ports, one CPU and a custom resource that names it (`head_node` /
-`worker_node`). The run pins the learner to the head and the rollout worker to the other node
+each with its own temp dir, free ports, one CPU and a custom resource that names it (`learner_node` /
+`rollout_node`). The run pins the learner to the head and the rollout worker to the other node
 (`launcher.learner_resources` / `launcher.rollout_resources`); the test then asks Ray's state API where
 those actors ran and checks that the run's own record (summary.json `ray_nodes`) says the same. Token
 authentication is on (RAY_AUTH_MODE=token, a fresh RAY_AUTH_TOKEN): the run gets the token from its
@@ -46,8 +46,8 @@ RUN = [
     "learner.sft_steps=100",
     f"learner.rl_steps={RL_STEPS}",
     "pipeline.stages=[cold_start_sft,rl]",
-    "+launcher.learner_resources.head_node=0.01",
-    "+launcher.rollout_resources.worker_node=0.01",
+    "+launcher.learner_resources.learner_node=0.01",
+    "+launcher.rollout_resources.rollout_node=0.01",
 ]
 
 
@@ -142,11 +142,11 @@ def cluster():
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
             f"--ray-client-server-port={client}",
-            *_node_args(root / "head", "head_node"),
+            *_node_args(root / "head", "learner_node"),
             timeout_s=120,
         )
         assert head.returncode == 0, f"ray start --head failed:\n{head.stdout}\n{head.stderr}"
-        worker = c.ray("start", f"--address={c.gcs_address}", *_node_args(root / "worker", "worker_node"))
+        worker = c.ray("start", f"--address={c.gcs_address}", *_node_args(root / "worker", "rollout_node"))
         assert worker.returncode == 0, f"ray start --address failed:\n{worker.stdout}\n{worker.stderr}"
         _wait_for_nodes(c, 2)
         yield c
@@ -166,13 +166,13 @@ def _wait_for_nodes(c: Cluster, n: int, timeout_s: float = 60) -> None:
 
 
 def _node_ids(c: Cluster) -> dict[str, str]:
-    """Custom resource naming a node ("head_node", "worker_node") -> its node id."""
+    """Custom resource naming a node ("learner_node", "rollout_node") -> its node id."""
     nodes = {}
     for node in c.state("nodes"):
-        for name in ("head_node", "worker_node"):
+        for name in ("learner_node", "rollout_node"):
             if name in (node.get("resources_total") or {}):
                 nodes[name] = node["node_id"]
-    assert set(nodes) == {"head_node", "worker_node"}, c.state("nodes")
+    assert set(nodes) == {"learner_node", "rollout_node"}, c.state("nodes")
     return nodes
 
 
@@ -224,12 +224,12 @@ def _check_run(c: Cluster, run_dir: Path, earlier_actors: set[str]) -> None:
             "RolloutWorker",
         ):
             ran.setdefault(actor["class_name"], set()).add(actor["node_id"])
-    assert ran == {"LearnerService": {nodes["head_node"]}, "RolloutWorker": {nodes["worker_node"]}}, (
+    assert ran == {"LearnerService": {nodes["learner_node"]}, "RolloutWorker": {nodes["rollout_node"]}}, (
         ran,
         nodes,
     )
     # The run's own record says the same.
-    assert summary["ray_nodes"] == {"learner": [nodes["head_node"]], "rollout": [nodes["worker_node"]]}, (
+    assert summary["ray_nodes"] == {"learner": [nodes["learner_node"]], "rollout": [nodes["rollout_node"]]}, (
         summary
     )
 
@@ -289,14 +289,14 @@ def test_ray_job_submit_runs_r1forge_on_the_cluster(cluster, tmp_path):
         *BASE,
         "pipeline.stages=[eval]",
         "launcher.ray_address=auto",
-        "+launcher.rollout_resources.worker_node=0.01",
+        "+launcher.rollout_resources.rollout_node=0.01",
     ]
     rc, out = _run(c, args, tmp_path, c.env, timeout_s=300)
     jobs = {j["submission_id"]: j["status"] for j in c.state("jobs")}
     assert rc == 0 and jobs.get(job_id) == "SUCCEEDED", f"{jobs}\n{out[-6000:]}"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert "eval_0_pass1" in summary or any(k.endswith("_pass1") for k in summary), summary
-    worker = _node_ids(c)["worker_node"]
+    worker = _node_ids(c)["rollout_node"]
     ran = {
         a["node_id"]
         for a in c.state("actors")
