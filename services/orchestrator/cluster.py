@@ -1,7 +1,7 @@
 """Joining an existing Ray cluster (`launcher.ray_address`): the connect, and what goes wrong with it.
 
 The driver joins with `ray.init(address=...)`. A cluster started with token authentication
-(RAY_AUTH_MODE=token, Ray's default for clusters from 2.61 on) refuses a driver without its token; Ray reads
+(RAY_AUTH_MODE=token) refuses a driver without its token; Ray reads
 the token from the driver's environment (RAY_AUTH_MODE=token plus RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
 ~/.ray/auth_token), and the actors the run starts inherit it from their nodes, so r1forge needs no knob
 for it: it only says so when the connect fails. After joining, a placement demand
