@@ -237,6 +237,10 @@ class RewardConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     # Shared token every call must carry in its "authorization" metadata; unset disables the check.
     token: str | None = None
+    # Answer the standard health check (grpc.health.v1.Health/Check) without the token: Kubernetes' native
+    # `grpc:` probes cannot send metadata. The check tells only SERVING or not; every other call, Health/Watch
+    # included, still needs the token.
+    health_without_token: bool = False
     # PEM certificate the reward servers present for TLS; set together with tls_key, unset = plaintext.
     tls_cert: str | None = None
     # PEM private key matching tls_cert.
@@ -358,8 +362,17 @@ class SupervisorConfig:
 
 @dataclass
 class LauncherConfig:
-    # Address of an existing Ray cluster ("auto" or "ray://host:10001"); unset starts a local Ray.
+    # Address of an existing Ray cluster: its GCS "head-host:6379" (what `ray start --head` prints) or "auto"
+    # (the cluster this machine is a node of, as in a `ray job submit` entrypoint); unset starts a local Ray.
+    # A cluster with token authentication (RAY_AUTH_MODE=token) needs its token in the driver's environment
+    # as Ray documents it: RAY_AUTH_MODE=token plus RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token
+    # (the actors inherit it from their node).
     ray_address: str | None = None
+    # Custom Ray resources the learner actor asks for, e.g. {learner_node: 0.01} for nodes started with
+    # `ray start --resources='{"learner_node": 1}'`: it pins the learner to them. Empty: any node with a CPU.
+    learner_resources: dict[str, float] = field(default_factory=dict)
+    # The same for each rollout worker actor, e.g. {rollout_node: 0.01}.
+    rollout_resources: dict[str, float] = field(default_factory=dict)
     # CPUs a local Ray may schedule.
     num_cpus: int = 2
     # Start Ray's dashboard with a local Ray (costs about 0.9 GB of memory).
@@ -586,6 +599,7 @@ def check_config(cfg) -> None:
     errors += reward_errors(cfg.reward, trains_reward_model="reward_model" in cfg.pipeline.stages)
     if cfg.learner.num_ranks < 1:
         errors.append(f"learner.num_ranks={cfg.learner.num_ranks}: must be >= 1")
+    errors += placement_errors(cfg.launcher)
     if not cfg.launcher.ray_address:
         # Each actor reserves one logical Ray CPU; its torch threads are separate (on-policy, the learner and
         # the rollout workers take turns, so both may use every core).
@@ -627,6 +641,22 @@ def check_config(cfg) -> None:
         errors.append(f"rollout.max_new_tokens={cfg.rollout.max_new_tokens} must be < rollout.max_model_len")
     if errors:
         raise ValueError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def placement_errors(lc) -> list[str]:
+    """Custom resources pin actors to nodes of a cluster; a local Ray has none of them."""
+    errors = []
+    for knob in ("learner_resources", "rollout_resources"):
+        demand = lc.get(knob) or {}
+        bad = {k: v for k, v in demand.items() if not isinstance(v, (int, float)) or v <= 0}
+        if bad:
+            errors.append(f"launcher.{knob} has {bad}: each amount must be a number > 0 (e.g. 0.01)")
+        if demand and not lc.ray_address:
+            errors.append(
+                f"launcher.{knob}={dict(demand)} needs a cluster whose nodes offer those resources "
+                "(`ray start --resources=...`): set launcher.ray_address, or drop the knob for a local Ray"
+            )
+    return errors
 
 
 def reward_errors(rw, trains_reward_model: bool) -> list[str]:

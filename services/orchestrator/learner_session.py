@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from omegaconf import OmegaConf
 
 from services.orchestrator.learner_group import kill_learner, start_learner_group
+from services.orchestrator.placement import actor_options
 from services.orchestrator.rollouts import sync_weights
 from services.transport.names import groups_stream_for
 
@@ -45,10 +46,16 @@ def start_learner(ctx, groups_stage: str | None = None, model_dir: str = "", res
         rc = OmegaConf.to_object(ctx.cfg.redis)
         args += (rc, ctx.runtime.redis_url, groups_stream_for(rc.groups_stream, groups_stage))
         kwargs["run_id"] = ctx.run_id
+    options = actor_options(ctx.cfg.launcher.learner_resources)
     if lc.num_ranks > 1:  # FSDP2 over N rank actors, driven as one (services.orchestrator.learner_group)
-        return start_learner_group(lc, args, kwargs)
+        learner = start_learner_group(lc, args, kwargs, options)
+        for actor in learner.actors:
+            ctx.runtime.nodes.ask("learner", actor)
+        return learner
     actor_cls = ray.remote(num_cpus=1, num_gpus=1 if lc.device == "cuda" else 0)(LearnerService)
-    return actor_cls.remote(*args, **kwargs)
+    learner = actor_cls.options(**options).remote(*args, **kwargs)
+    ctx.runtime.nodes.ask("learner", learner)
+    return learner
 
 
 def finish(ctx, learner, label: str, sync: bool = True) -> str:

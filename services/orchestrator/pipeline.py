@@ -106,6 +106,8 @@ def run_pipeline(cfg) -> dict:
         "final_checkpoint": ctx.policy_dir,
         # Services the supervisor restarted: each incident's error and seconds until healthy again.
         "restarts": runtime.supervisor.report() if runtime.supervisor is not None else {},
+        # Role ("learner", "rollout") -> ids of the Ray nodes its actors ran on (`ray list nodes` names them).
+        "ray_nodes": runtime.nodes.nodes,
         "wall_s": round(time.perf_counter() - t_start, 1),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -14,6 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from services.orchestrator.learner_session import finish, learner_session
+from services.orchestrator.placement import actor_options
 from services.orchestrator.stages import (
     PREFERENCES_DIR,
     StageContext,
@@ -47,7 +48,9 @@ def reward_model(ctx: StageContext) -> dict:
     out_dir = ctx.run_dir / "checkpoints" / "reward_model"
     train = _pairs_file(rm.train_path, "train_path", "train.jsonl")
     heldout = _pairs_file(rm.heldout_path, "heldout_path", "heldout.jsonl")
-    task = ray.remote(num_cpus=1, num_gpus=1 if rm.device == "cuda" else 0)(_train_reward_model)
+    task = ray.remote(num_cpus=1, num_gpus=1 if rm.device == "cuda" else 0)(_train_reward_model).options(
+        **actor_options(ctx.cfg.launcher.learner_resources)  # training goes where the learner goes
+    )
     threads = ctx.cfg.learner.num_threads
     metrics = ray.get(task.remote(OmegaConf.to_container(rm), train, heldout, str(out_dir), threads))
     for step, line in metrics.pop("log"):

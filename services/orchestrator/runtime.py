@@ -12,6 +12,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from services.orchestrator.cluster import join as join_cluster
+from services.orchestrator.placement import NodeRecord, actor_options
 from services.orchestrator.reward_procs import RewardProcesses, bring_up, check_given
 from services.orchestrator.supervisor import Supervisor
 
@@ -29,6 +31,7 @@ class Runtime:
     _ray_started: bool = False
     _generation: int = 0  # bumped by restart_workers, so new actors never collide with dying ones' names
     supervisor: Supervisor | None = None
+    nodes: NodeRecord = field(default_factory=NodeRecord)  # role -> Ray node ids, for summary.json
 
     def start(self, model_dir: str, workers: bool = True) -> Runtime:
         """Bring everything up; `workers=False` skips the rollout workers (no stage samples)."""
@@ -125,7 +128,7 @@ class Runtime:
         }
         os.environ.update(env)
         if lc.ray_address:
-            ray.init(address=lc.ray_address, runtime_env={"env_vars": env}, log_to_driver=True)
+            join_cluster(lc, env)
         else:
             ray.init(
                 num_cpus=lc.num_cpus,
@@ -152,7 +155,9 @@ class Runtime:
             max_concurrency=4,
         )(RolloutWorker)
         self.workers = [
-            actor_cls.options(name=f"rollout-{i}-g{self._generation}").remote(
+            actor_cls.options(
+                name=f"rollout-{i}-g{self._generation}", **actor_options(self.cfg.launcher.rollout_resources)
+            ).remote(
                 f"rollout-{i}",
                 model_dir,
                 rc,
@@ -163,6 +168,8 @@ class Runtime:
             )
             for i in range(rc.num_workers)
         ]
+        for w in self.workers:
+            self.nodes.ask("rollout", w)
         try:
             ray.get([w.ready.remote() for w in self.workers], timeout=self.cfg.launcher.start_timeout_s)
         except ray.exceptions.GetTimeoutError as e:
@@ -186,7 +193,8 @@ class Runtime:
 
         if self.supervisor is not None:  # first, or it would restart what is being stopped
             self.supervisor.stop()
-
+        if self._ray_started:
+            self.nodes.resolve(timeout_s=10.0)  # answered at start-up; only a dead actor's is missing
         for w in self.workers:
             try:
                 ray.kill(w)

@@ -102,10 +102,13 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
 def build_server(scorer: Scorer, cfg: Any, host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.Server, int]:
     """A reward server for `scorer`, bound but not started; returns (server, bound_port).
 
-    `cfg` is a RewardConfig-shaped object: max_message_bytes, token, tls_cert and tls_key are read.
+    `cfg` is a RewardConfig-shaped object: max_message_bytes, token, tls_cert and tls_key are read, and
+    health_without_token when it has one.
     Call `server.start()`, and `server.stop(grace)` to drain in-flight calls before exiting.
     """
-    server = grpc_utils.new_server(cfg.max_message_bytes, token=cfg.token)
+    server = grpc_utils.new_server(
+        cfg.max_message_bytes, token=cfg.token, open_health=getattr(cfg, "health_without_token", False)
+    )
     reward_pb2_grpc.add_RewardServiceServicer_to_server(RewardServicer(scorer), server)
     grpc_utils.add_health(server, [SERVICE_NAME])
     credentials = grpc_utils.server_credentials(cfg.tls_cert, cfg.tls_key)

@@ -5,7 +5,8 @@ place rather than being repeated per service:
 * message limits are explicit on both ends (gRPC's own default is a 4 MiB receive limit and no send
   limit), so an oversize message gets RESOURCE_EXHAUSTED from gRPC itself, never a crash;
 * a configured shared token is checked on every call, health checks included, by a server
-  interceptor (`authorization: Bearer <token>`), and a call without it gets UNAUTHENTICATED;
+  interceptor (`authorization: Bearer <token>`), and a call without it gets UNAUTHENTICATED; the one
+  opt-in exception is `Health/Check` with `open_health` (Kubernetes' native grpc probes send no metadata);
 * every server exposes the standard `grpc.health.v1.Health` service, so orchestrators, Kubernetes
   probes and `wait_healthy` all ask the same question;
 * TLS is optional: a certificate and key on the server, a CA bundle on the client.
@@ -27,6 +28,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 logger = logging.getLogger(__name__)
 
 AUTH_METADATA_KEY = "authorization"
+# The unary health check; with `open_health` it alone is answered without the token (Watch still needs it).
+HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
 # Reconnect quickly after a peer restarts, instead of gRPC's default 1 s initial / 120 s max backoff.
 _RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -74,14 +77,17 @@ def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
 class TokenAuthInterceptor(grpc.ServerInterceptor):
     """Rejects every call whose `authorization` metadata is not `Bearer <token>` with UNAUTHENTICATED."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, open_methods: Sequence[str] = ()) -> None:
         if not token:
             raise ValueError(
                 "TokenAuthInterceptor needs a non-empty token; leave the token unset to disable auth"
             )
         self._expected = f"Bearer {token}".encode()
+        self._open = frozenset(open_methods)
 
     def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method in self._open:
+            return continuation(handler_call_details)
         for key, value in handler_call_details.invocation_metadata or ():
             if key == AUTH_METADATA_KEY:
                 given = value.encode() if isinstance(value, str) else value
@@ -119,10 +125,17 @@ def default_max_workers() -> int:
 
 
 def new_server(
-    max_message_bytes: int, token: str | None = None, max_workers: int | None = None
+    max_message_bytes: int,
+    token: str | None = None,
+    max_workers: int | None = None,
+    open_health: bool = False,
 ) -> grpc.Server:
-    """A thread-pool server with explicit message limits and, when `token` is set, token auth."""
-    interceptors: Sequence[grpc.ServerInterceptor] = [TokenAuthInterceptor(token)] if token else []
+    """A thread-pool server with explicit message limits and, when `token` is set, token auth (which
+    `open_health` lifts for `Health/Check` alone)."""
+    open_methods = [HEALTH_CHECK_METHOD] if open_health else []
+    interceptors: Sequence[grpc.ServerInterceptor] = (
+        [TokenAuthInterceptor(token, open_methods)] if token else []
+    )
     return grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max_workers or default_max_workers(), thread_name_prefix="grpc"

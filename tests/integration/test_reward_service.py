@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.config import RewardConfig
 from services.pb import reward_pb2, reward_pb2_grpc
@@ -117,6 +118,23 @@ def test_calls_without_the_token_are_unauthenticated(serve) -> None:
     wait_healthy(address, timeout_s=5.0, token="s3cret")
     with RewardClient(address, cfg(token="s3cret")) as client:
         assert client.score(items(GOOD))[0].value == 1.0
+
+
+def test_health_without_token_opens_the_health_check_alone(serve) -> None:
+    """What a Kubernetes `grpc:` probe (no metadata) gets from a service with health_without_token."""
+    address = serve(FormatScorer(), cfg(token="s3cret", health_without_token=True))
+    wait_healthy(address, timeout_s=5.0)  # Health/Check without the token: SERVING
+    wait_healthy(address, timeout_s=5.0, service=SERVICE_NAME)
+    with make_channel(address, max_message_bytes=1 << 20) as channel:
+        request = reward_pb2.ScoreRequest(items=[reward_pb2.ScoreItem(completion=GOOD)])
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=5.0)
+        for call in [
+            lambda: reward_pb2_grpc.RewardServiceStub(channel).Score(request, timeout=5.0),
+            watch.next,
+        ]:
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_deadline_exceeded_gives_unavailable_not_zero(serve) -> None:

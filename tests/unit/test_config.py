@@ -90,6 +90,19 @@ def test_unknown_stage_fails_naming_it():
         ["redis.url=redis://127.0.0.1:6379/0"],
         ["launcher.ray_address=auto", "redis.url=redis://redis:6379/0"],
         ["+reward.addresses.accuracy=127.0.0.1:50051"],
+        # The Ray cluster commands (README "Running on a Ray cluster", with <head-ip> filled in).
+        [
+            "launcher.ray_address=10.0.0.1:6379",
+            "+launcher.learner_resources.learner_node=0.01",
+            "+launcher.rollout_resources.rollout_node=0.01",
+            "redis.url=redis://redis-host:6379/0",
+            "reward.token=s3cret",
+            "+reward.addresses.accuracy=reward-host:50051",
+            "+reward.addresses.format=reward-host:50052",
+            "+reward.addresses.language=reward-host:50053",
+            "model.cache_dir=/shared/zoo",
+            "rollout.num_workers=4",
+        ],
         # The SmolLM2-135M commands (README "A real pretrained policy").
         [
             "model=smollm2-135m",
@@ -211,6 +224,12 @@ def test_wrong_type_fails_naming_the_key():
         (["+reward.source_weights.general={reward_model:1.0}"], "reward.source_weights.general"),
         (["reward.scorers=[accuracy,reward_model]"], "reward.reward_model_path"),
         (["reward.rm_device=tpu"], "reward.rm_device"),
+        # Custom resources exist only on nodes started with `ray start --resources`, never on a local Ray.
+        (["+launcher.learner_resources.learner_node=0.01"], "launcher.learner_resources"),
+        (
+            ["+launcher.rollout_resources.rollout_node=0", "launcher.ray_address=auto"],
+            "launcher.rollout_resources",
+        ),
         # vLLM's Qwen2 windows every layer or none; transformers would window only layers >= 2.
         (["model.sliding_window=16", "model.max_window_layers=2"], "model.max_window_layers=2"),
         (
@@ -246,6 +265,18 @@ def test_head_size_rule_applies_to_vllm_on_cpu_only():
 def test_cpu_budget_is_not_checked_against_an_existing_cluster():
     # The cluster, not launcher.num_cpus, decides where actors fit when ray_address is set.
     check_config(load_config(["rollout.num_workers=3", "launcher.num_cpus=2", "launcher.ray_address=auto"]))
+
+
+def test_placement_resources_are_accepted_with_a_cluster():
+    check_config(
+        load_config(
+            [
+                "launcher.ray_address=auto",
+                "+launcher.learner_resources.learner_node=0.01",
+                "+launcher.rollout_resources.rollout_node=0.01",
+            ]
+        )
+    )
 
 
 def _undocumented_fields(source: str) -> tuple[int, list[str]]:
