@@ -44,7 +44,7 @@ TOP_K = 5
 PARITY_ATOL = 1e-4
 # Small enough that every policy here travels in many buckets, including tensors larger than a bucket
 # (the embeddings), which travel alone.
-BUCKET_BYTES = 256 * 1024
+BUCKET_BYTES = 32 * 1024
 # What the learner trains on and what parity is measured on: digits, punctuation and the R1 tags.
 PROMPT = "User: What is 12 + 34? Assistant: "
 COMPLETION = "<think>2 + 4 = 6, 1 + 3 = 4, so 46.</think><answer>46</answer>"
@@ -71,6 +71,9 @@ def _sync(engine, learner: LearnerService) -> dict[str, torch.Tensor]:
     announcement, buckets = split_published(list(learner.publish(BUCKET_BYTES)))
     assert len(buckets) > 2, f"only {len(buckets)} buckets: the test would not cover a multi-bucket load"
     incoming = Incoming(announcement, buckets, timeout_s=60)
+    sizes = [(b.num_tensors, b.num_bytes) for b in incoming.announcement.buckets]
+    assert any(n == 1 and size > BUCKET_BYTES for n, size in sizes), sizes  # a tensor larger than a bucket
+    assert any(n > 1 for n, _ in sizes), sizes  # and buckets of several tensors
     engine.load_weights(incoming.tensors())
     return dict(incoming.tensors())
 
