@@ -215,7 +215,7 @@ def test_wrong_type_fails_naming_the_key():
                 "rollout.engine=hf",
             ],
             "needs rollout.engine=vllm",
-        ),  # fmt: skip
+        ),
         (["learner.loss_agg=sum"], "learner.loss_agg='sum'"),
         (["rollout.max_new_tokens=512", "rollout.max_model_len=512"], "rollout.max_new_tokens=512"),
         (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
