@@ -196,8 +196,9 @@ class VllmEngine:
     def receive_weights(self, update_info: dict) -> None:
         """Receive one NCCL broadcast of the weights described by `update_info` (names, dtype_names,
         shapes) through vLLM's weight-transfer API, then the same post-load fix-ups as `load_weights`."""
+        fields = ("names", "dtype_names", "shapes")  # vLLM's NCCLWeightTransferUpdateInfo takes no others
         self.llm.start_weight_update()
-        self.llm.update_weights({"update_info": update_info})
+        self.llm.update_weights({"update_info": {k: update_info[k] for k in fields}})
         self.llm.finish_weight_update()
         self.llm.collective_rpc(_after_reload)
         self.llm.reset_prefix_cache()
