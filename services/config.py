@@ -158,8 +158,12 @@ class RolloutConfig:
     seed: int = 0
     # Fraction of GPU memory vLLM may use when device is "cuda".
     gpu_memory_utilization: float = 0.5
-    # How new weights reach the engine: "object_store" (Ray, any device) or "nccl" (GPU only).
+    # How new weights reach the engine: "object_store" (safetensors buckets in the Ray object store, any
+    # device) or "nccl" (vLLM's native weight transfer, GPU learner and workers; see services/weight_sync).
     weight_sync: str = "object_store"
+    # Largest weight-sync bucket in MiB (a bigger tensor travels alone): the most either side holds beyond
+    # the model while weights travel; the NCCL engine's packed broadcast buffer size.
+    weight_bucket_mb: float = 64.0
     # Seconds a weight transfer may take before it fails with an error naming the worker.
     weight_sync_timeout_s: float = 120.0
     # Torch threads the worker may use (independent of the one logical Ray CPU the actor reserves) when
@@ -566,6 +570,35 @@ def register_configs() -> None:
 VLLM_CPU_HEAD_DIMS = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 
 
+def weight_sync_errors(cfg) -> list[str]:
+    """`rollout.weight_sync` and its bucket size; NCCL needs GPUs on both ends and the vLLM engine."""
+    rc = cfg.rollout
+    if rc.weight_sync not in ("object_store", "nccl"):
+        return [f"rollout.weight_sync={rc.weight_sync!r}: choose 'object_store' or 'nccl'"]
+    errors = []
+    if not rc.weight_bucket_mb > 0:
+        errors.append(f"rollout.weight_bucket_mb={rc.weight_bucket_mb}: must be positive")
+    if rc.weight_sync != "nccl":
+        return errors
+    if rc.device != "cuda" or cfg.learner.device != "cuda":
+        errors.append(
+            f"rollout.weight_sync=nccl needs rollout.device=cuda and learner.device=cuda (NCCL moves GPU "
+            f"tensors), got rollout.device={rc.device} learner.device={cfg.learner.device}; "
+            "use rollout.weight_sync=object_store"
+        )
+    elif not cfg.launcher.ray_address:  # a local cluster: this machine must have the GPUs
+        import torch
+
+        if not torch.cuda.is_available():
+            errors.append(
+                "rollout.weight_sync=nccl needs CUDA GPUs, and this machine has none "
+                "(torch.cuda.is_available() is False); use rollout.weight_sync=object_store"
+            )
+    if rc.engine != "vllm":
+        errors.append(f"rollout.weight_sync=nccl needs rollout.engine=vllm (got {rc.engine!r})")
+    return errors
+
+
 def check_config(cfg) -> None:
     """Rules that span services, checked once before anything starts. Raises ValueError with the fix."""
     from services.rollout.engine import ENGINES
@@ -592,10 +625,7 @@ def check_config(cfg) -> None:
         )
     if cfg.learner.loss_agg not in ("seq_mean", "token_mean"):
         errors.append(f"learner.loss_agg={cfg.learner.loss_agg!r}: choose 'seq_mean' or 'token_mean'")
-    if cfg.rollout.weight_sync not in ("object_store", "nccl"):
-        errors.append(f"rollout.weight_sync={cfg.rollout.weight_sync!r}: choose 'object_store' or 'nccl'")
-    if cfg.rollout.weight_sync == "nccl" and cfg.rollout.device != "cuda":
-        errors.append("rollout.weight_sync=nccl needs rollout.device=cuda (NCCL moves GPU tensors)")
+    errors += weight_sync_errors(cfg)
     errors += reward_errors(cfg.reward, trains_reward_model="reward_model" in cfg.pipeline.stages)
     if cfg.learner.num_ranks < 1:
         errors.append(f"learner.num_ranks={cfg.learner.num_ranks}: must be >= 1")

@@ -42,6 +42,8 @@ class LearnerService:
         self.run_id = run_id  # groups of another run in the stream are acked and counted, never trained
         self.rank = rank  # on N ranks, rank 0 alone reads the stream and broadcasts each step's batch
         self.trainer = GRPOTrainer(model_dir, learner_cfg, resume=resume, rank=rank)
+        self.model_dir = model_dir
+        self._nccl_sender = None  # the nccl weight sync's sending side, made on first use
         self.groups = None
         if redis_url is not None and rank.is_leader:
             from services.transport.redis_server import connect
@@ -257,18 +259,41 @@ class LearnerService:
 
     # -- weights and checkpoints ---------------------------------------------------------------------
 
-    def publish(self) -> tuple[bytes, bytes]:
-        """The current weights as (WeightsAnnouncement bytes, safetensors payload)."""
-        import hashlib
+    def publish(self, bucket_bytes: int):
+        """The current weights for the `object_store` weight sync (a Ray streaming generator): safetensors
+        buckets of at most `bucket_bytes` from `trainer.iter_weights()`, one at a time, then the
+        WeightsAnnouncement bytes (services/weight_sync/object_store.py)."""
+        from services.weight_sync.object_store import publish_buckets
 
-        payload = self.trainer.state_dict_safetensors()
-        ann = rollout_pb2.WeightsAnnouncement(
-            policy_version=self.trainer.policy_version,
-            format="safetensors",
-            num_bytes=len(payload),
-            sha256=hashlib.sha256(payload).hexdigest(),
-        )
-        return ann.SerializeToString(), payload
+        yield from publish_buckets(self.trainer.iter_weights(), self.trainer.policy_version, bucket_bytes)
+
+    # `nccl` weight sync (services/weight_sync/nccl.py; untested on CPU-only machines): this is rank 0.
+
+    def _nccl(self):
+        if self._nccl_sender is None:
+            from services.models.checkpoint_layout import CheckpointLayout
+            from services.weight_sync.nccl import NcclSender
+
+            self._nccl_sender = NcclSender(CheckpointLayout(self.model_dir))
+        return self._nccl_sender
+
+    def weight_transfer_endpoint(self) -> tuple[str, int] | None:
+        return self._nccl().endpoint() if self.rank.is_leader else None
+
+    def init_weight_transfer(self, address: str, port: int, world_size: int, bucket_bytes: int) -> None:
+        if self.rank.is_leader:  # on N learner ranks, rank 0 alone sends; the others only help gather
+            self._nccl().init_group(address, port, world_size, bucket_bytes)
+
+    def weights_metadata(self) -> dict:
+        if not self.rank.is_leader:
+            return _drain(self.trainer.iter_weights())
+        return self._nccl().metadata(self.trainer.iter_weights(), self.trainer.policy_version)
+
+    def send_weights(self) -> None:
+        if not self.rank.is_leader:
+            _drain(self.trainer.iter_weights())
+            return
+        self._nccl().send(self.trainer.iter_weights())
 
     def save(self, directory: str, extra_meta: dict | None = None) -> str:
         """Write a checkpoint (with the stage's accounting when training on groups), then acknowledge
@@ -313,6 +338,13 @@ class LearnerService:
         self._account(groups, selection)
         self._unacked += [d.entry_id for d in deliveries]
         return {r: n for r, n in selection.dropped.items() if n}
+
+
+def _drain(weights) -> dict:
+    """A learner rank other than 0 takes part in every gather of a weight transfer and sends nothing."""
+    for _ in weights:
+        pass
+    return {}
 
 
 def staleness_histogram(groups: list[rollout_pb2.ScoredGroup], version: int) -> dict[str, int]:

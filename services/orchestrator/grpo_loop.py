@@ -116,7 +116,7 @@ class GRPOLoop:
             self._issue()
             self.issued_steps += 1
         m = self._call(lambda: self.learner.train_step.remote(self.n, self.timeout))
-        self._call_sync()
+        m.update(self._call_sync().metrics())  # weight_sync_s, weight_sync_bytes
         return m
 
     def _issue(self) -> None:
@@ -153,11 +153,11 @@ class GRPOLoop:
                 raise LearnerDied(str(e)) from e
             raise
 
-    def _call_sync(self) -> None:
+    def _call_sync(self):
         import ray
 
         try:
-            sync_weights(self.ctx, self.learner)
+            return sync_weights(self.ctx, self.learner)
         except ray.exceptions.RayActorError as e:
             if self._learner_alive():
                 raise  # a rollout worker failed the sync: not the learner's fault

@@ -52,7 +52,11 @@ class _Method:
             getattr(actor, self.name).options(**self.opts).remote(*args, **kwargs)
             for actor in self.group.actors
         ]
-        self.group.followers = [r for ref in refs[1:] for r in (ref if isinstance(ref, list) else [ref])]
+        import ray
+
+        flat = [r for ref in refs[1:] for r in (ref if isinstance(ref, list) else [ref])]
+        self.group.followers = [r for r in flat if isinstance(r, ray.ObjectRef)]
+        self.group.streams = [r for r in flat if not isinstance(r, ray.ObjectRef)]  # kept alive, not read
         return refs[0]
 
 
@@ -63,6 +67,7 @@ class LearnerGroup:
         self.actors = actors
         self.placement_group = placement_group
         self.followers: list = []  # the other ranks' refs of the last call
+        self.streams: list = []  # the other ranks' streaming generators of the last call (weight publish)
 
     def __getattr__(self, name: str) -> _Method:
         if name.startswith("_"):

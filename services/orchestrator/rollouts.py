@@ -97,9 +97,9 @@ def drive_rollouts(ctx, prompts, timeout_s: float, chunk: int, progress=None) ->
                 progress.update(done)
 
 
-def resync_worker(ctx, worker) -> None:
+def resync_worker(ctx, worker) -> int:
     """A restarted worker re-ran __init__ with the initial weights and services: once it answers again
-    (Ray restarts it within its max_restarts), give it the current ones."""
+    (Ray restarts it within its max_restarts), give it the current ones; return its version."""
     import ray
 
     timeout = ctx.cfg.launcher.start_timeout_s
@@ -115,28 +115,34 @@ def resync_worker(ctx, worker) -> None:
                 ) from e
             time.sleep(1.0)
     ray.get([worker.add_reward_service.remote(n, a) for n, a in ctx.runtime.reward_addresses.items()])
-    if getattr(ctx.runtime, "last_weights", None):
-        ann, payload = ctx.runtime.last_weights
-        return ray.get(worker.update_weights.remote(ann, payload), timeout=ctx.cfg.launcher.start_timeout_s)
-    return ray.get(worker.policy_version_held.remote())
+    return weight_sync_of(ctx).resend(worker, timeout)
 
 
-def sync_weights(ctx, learner) -> int:
-    """Publish the learner's weights and hand them to every rollout worker; return the version. A worker
-    that is not serving has loaded them when this returns; a serving one loads them before its next
-    generate call.
+def weight_sync_of(ctx):
+    """The run's weight-transfer engine (`rollout.weight_sync`), made on first use."""
+    from services.weight_sync import make_weight_sync
+
+    if ctx.runtime.weight_sync is None:
+        ctx.runtime.weight_sync = make_weight_sync(ctx.cfg.rollout)
+    return ctx.runtime.weight_sync
+
+
+def sync_weights(ctx, learner):
+    """Send the learner's weights to every rollout worker (`rollout.weight_sync` picks the engine); return
+    the sync's `SyncStats` (version, seconds, bytes). A worker that is not serving has loaded them when
+    this returns; a serving one loads them before its next generate call.
 
     A worker that dies during the transfer (its half-loaded engine dies with it) is restarted by Ray
     and given the same weights (`resync_worker`); the version only moves forward."""
     import ray
 
-    ann, payload = learner.publish.options(num_returns=2).remote()
-    ray.get(ann)  # the learner's failure surfaces here, before any worker is touched
-    ctx.runtime.last_weights = (ann, payload)  # what a worker restarted from now on is given
+    from services.weight_sync import SyncStats
+
+    t0 = time.perf_counter()
+    started = weight_sync_of(ctx).start(learner, ctx.runtime.workers)
     timeout = ctx.cfg.rollout.weight_sync_timeout_s
-    refs = [w.update_weights.remote(ann, payload) for w in ctx.runtime.workers]
     versions = []
-    for worker, ref in zip(ctx.runtime.workers, refs):
+    for worker, ref in zip(ctx.runtime.workers, started.refs):
         try:
             versions.append(ray.get(ref, timeout=timeout))
         except ray.exceptions.GetTimeoutError as e:
@@ -146,5 +152,5 @@ def sync_weights(ctx, learner) -> int:
                 "rollout worker died during the weight transfer (%s); restarting and re-syncing it", e
             )
             versions.append(resync_worker(ctx, worker))
-    ctx.policy_version = versions[0]
-    return ctx.policy_version
+    ctx.policy_version = versions[0] if versions else started.policy_version
+    return SyncStats(ctx.policy_version, time.perf_counter() - t0, started.num_bytes)

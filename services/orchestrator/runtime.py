@@ -32,6 +32,7 @@ class Runtime:
     _generation: int = 0  # bumped by restart_workers, so new actors never collide with dying ones' names
     supervisor: Supervisor | None = None
     nodes: NodeRecord = field(default_factory=NodeRecord)  # role -> Ray node ids, for summary.json
+    weight_sync: object = None  # the rollout.weight_sync engine (services/weight_sync), made on first sync
 
     def start(self, model_dir: str, workers: bool = True) -> Runtime:
         """Bring everything up; `workers=False` skips the rollout workers (no stage samples)."""
@@ -186,6 +187,7 @@ class Runtime:
         for w in self.workers:
             ray.kill(w)
         self.workers, self._generation = [], self._generation + 1
+        self.weight_sync = None  # the last weights are another architecture's: none for the new workers
         self._start_workers(model_dir)
 
     def close(self) -> None:

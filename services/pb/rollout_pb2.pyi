@@ -140,13 +140,25 @@ class ScoredGroup(_message.Message):
     def __init__(self, id: _Optional[_Union[TaskId, _Mapping]] = ..., prompt: _Optional[str] = ..., prompt_token_ids: _Optional[_Iterable[int]] = ..., completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., policy_version: _Optional[int] = ..., worker_id: _Optional[str] = ..., generate_s: _Optional[float] = ..., score_s: _Optional[float] = ..., source: _Optional[str] = ..., answer: _Optional[str] = ..., stage: _Optional[str] = ..., dead_letter_reason: _Optional[str] = ...) -> None: ...
 
 class WeightsAnnouncement(_message.Message):
-    __slots__ = ("policy_version", "format", "num_bytes", "sha256")
+    __slots__ = ("policy_version", "format", "num_bytes", "sha256", "buckets")
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     policy_version: int
     format: str
     num_bytes: int
     sha256: str
-    def __init__(self, policy_version: _Optional[int] = ..., format: _Optional[str] = ..., num_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    buckets: _containers.RepeatedCompositeFieldContainer[WeightsBucket]
+    def __init__(self, policy_version: _Optional[int] = ..., format: _Optional[str] = ..., num_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., buckets: _Optional[_Iterable[_Union[WeightsBucket, _Mapping]]] = ...) -> None: ...
+
+class WeightsBucket(_message.Message):
+    __slots__ = ("num_bytes", "sha256", "num_tensors")
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    NUM_TENSORS_FIELD_NUMBER: _ClassVar[int]
+    num_bytes: int
+    sha256: str
+    num_tensors: int
+    def __init__(self, num_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., num_tensors: _Optional[int] = ...) -> None: ...

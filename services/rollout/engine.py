@@ -39,8 +39,9 @@ class RolloutEngine(Protocol):
     def generate(self, prompts: list[list[int]], spec: SamplingSpec) -> list[list[SampledCompletion]]:
         """Sample spec.n completions for each prompt (token ids); one list per prompt."""
 
-    def load_weights(self, weights: dict) -> None:
-        """Replace the policy weights (HF checkpoint names -> tensors) before the next generate."""
+    def load_weights(self, weights) -> None:
+        """Replace the policy weights before the next generate: a dict of HF checkpoint names -> tensors,
+        or an iterable of (name, tensor) pairs consumed once (the buckets of a weight sync, streamed)."""
 
     def prompt_logprobs(self, token_ids: list[int], k: int) -> list[dict[int, float]]:
         """Top-k log-probs at every position of a fixed sequence (position 0 is empty)."""

@@ -66,11 +66,28 @@ class HfEngine:
             group.append(SampledCompletion(row[:n], lps[:n], text, reason, tops))
         return group
 
-    def load_weights(self, weights: dict) -> None:
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+    def load_weights(self, weights) -> None:
+        """Copy the learner's weights (a dict, or an iterable of (name, tensor) consumed once) into the
+        model, one tensor at a time; a name the model lacks, or one it needs that never came, is an error."""
+        import torch
+
+        params = self.model.state_dict()  # name -> tensor sharing the parameter's storage
+        loaded = set()
+        with torch.no_grad():
+            for name, tensor in weights.items() if isinstance(weights, dict) else weights:
+                if name not in params:
+                    raise ValueError(f"weights do not match the policy: unexpected={[name]}")
+                if params[name].shape != tensor.shape:
+                    raise ValueError(
+                        f"weights do not match the policy: {name} has shape {list(tensor.shape)}, "
+                        f"the policy's is {list(params[name].shape)}"
+                    )
+                params[name].copy_(tensor)
+                loaded.add(name)
         tied = getattr(self.model.config, "tie_word_embeddings", False)
-        if unexpected or [k for k in missing if not (tied and k == "lm_head.weight")]:
-            raise ValueError(f"weights do not match the policy: missing={missing} unexpected={unexpected}")
+        missing = sorted(k for k in set(params) - loaded if not (tied and k == "lm_head.weight"))
+        if missing:
+            raise ValueError(f"weights do not match the policy: missing={missing}")
 
     def prompt_logprobs(self, token_ids: list[int], k: int) -> list[dict[int, float]]:
         import torch

@@ -5,11 +5,12 @@ Why it is built this way:
   weight swap is a direct call, and a Ray actor method never interleaves a swap with a generate:
   the sampler sees one version or the next, never a mix.
 - New weights go through `worker.reload_weights(..., is_checkpoint_format=True)`, vLLM's layerwise
-  reload, which runs each layer's post-load processing again. Plain `model.load_weights` skips that
-  processing, and on the CPU backend it is where linear weights are packed for oneDNN.
+  reload (fed one stream of buckets, see `load_weights`), which runs each layer's post-load processing
+  again. Plain `model.load_weights` skips that processing, and on the CPU backend it is where linear
+  weights are packed for oneDNN.
 - Tied embeddings: the checkpoint has no `lm_head.weight`, so the layerwise reload never re-processes
   the LM head, and on the CPU backend the LM head keeps its packed copy of the OLD embedding (found
-  by a parity test: 1e-2 log-prob error). `_reload_weights` re-runs the LM head's post-load
+  by a parity test: 1e-2 log-prob error). `_after_reload` re-runs the LM head's post-load
   processing after a tied reload; the parity test covers both cases.
 - Per-request sampling seeds crash the CPU backend in vLLM 0.32 ("CPU Generator does not use
   offset"), so the engine is seeded once at construction instead.
@@ -23,7 +24,7 @@ Why it is built this way:
   * MoE reload: on a weight update vLLM's unquantized MoE method (`_setup_kernel`) skips the experts'
     `process_weights_after_loading`, which on CPU is where expert weights are prepacked into the
     grouped-GEMM layout, so after a reload the kernel reads raw checkpoint-layout weights as packed
-    (error ~3e-2 even when reloading identical weights). `_reload_weights` re-runs the prepack.
+    (error ~3e-2 even when reloading identical weights). `_after_reload` re-runs the prepack.
   * Layout: the learner's state dict holds experts stacked the transformers-5 way
     (`experts.gate_up_proj`); vLLM reloads checkpoint layout only, so `load_weights` converts with
     `CheckpointLayout` (transformers' own save-time conversion) first.
@@ -74,12 +75,18 @@ logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").addFilter
 logging.getLogger("vllm.model_executor.model_loader.reload.inplace").addFilter(_MlaDerivedReloadFilter())
 
 
-def _reload_weights(worker, items: list) -> int:
-    """Runs inside the vLLM worker: load checkpoint-format weights, re-process a tied LM head and
-    (on CPU) re-prepack MoE experts, the two post-load steps vLLM's reload skips."""
+def _reload_weights(worker, weights) -> None:
+    """Runs inside the vLLM worker: load checkpoint-format weights (an iterator, consumed once), then the
+    post-load fix-ups vLLM's reload skips."""
+    worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+    _after_reload(worker)
+
+
+def _after_reload(worker) -> None:
+    """Re-process a tied LM head and (on CPU) re-prepack MoE experts: the two post-load steps vLLM's
+    layerwise reload skips (see the module docstring)."""
     from vllm.platforms import current_platform
 
-    worker.reload_weights(weights_iterator=iter(items), is_checkpoint_format=True)
     model = worker.get_model()
     if getattr(model.config, "tie_word_embeddings", False) and hasattr(model, "lm_head"):
         model.lm_head.quant_method.process_weights_after_loading(model.lm_head)
@@ -88,7 +95,6 @@ def _reload_weights(worker, items: list) -> int:
             moe_kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
             if moe_kernel is not None:
                 moe_kernel.fused_experts.process_weights_after_loading(module)
-    return len(items)
 
 
 def _uses_mla(model_dir: str | Path) -> bool:
@@ -123,6 +129,8 @@ class VllmEngine:
                 kwargs["attention_config"] = {"backend": "CPU_MLA"}
         else:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        if cfg.weight_sync == "nccl":  # vLLM's native weight transfer (services/weight_sync/nccl.py)
+            kwargs["weight_transfer_config"] = {"backend": "nccl"}
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self._checkpoint_layout = CheckpointLayout(model_dir)
@@ -165,12 +173,35 @@ class VllmEngine:
             groups.append(group)
         return groups
 
-    def load_weights(self, weights: dict) -> None:
-        """Load the learner's state dict (runtime or checkpoint layout) into the running engine."""
-        weights = self._checkpoint_layout(weights)
-        loaded = self.llm.collective_rpc(_reload_weights, args=(list(weights.items()),))
+    def load_weights(self, weights) -> None:
+        """Load the learner's weights (a dict, or an iterable of (name, tensor) consumed once: a stream of
+        buckets), runtime or checkpoint layout, into the running engine in one layerwise reload.
+
+        vLLM 0.32's `reload_weights` must see every weight in one call: it puts each layer back on the
+        meta device, processes a layer once all its elements arrived, and restores the old tensors of a
+        layer that got none, so a layer split across two calls (q in one bucket, k and v in the next)
+        would be processed half-loaded. The stream is therefore one generator, which pulls the buckets
+        lazily while vLLM consumes it (the engine runs in this process, so it is passed, not pickled)."""
+        items = weights.items() if isinstance(weights, dict) else weights
+        stream = (pair for name, t in items for pair in self._checkpoint_layout({name: t}).items())
+        self.llm.collective_rpc(_reload_weights, args=(stream,))
         self.llm.reset_prefix_cache()
-        log.debug("reloaded %s tensors into vLLM", loaded)
+
+    def init_weight_transfer(self, init_info: dict) -> None:
+        """Join the learner's NCCL weight-transfer group (`rollout.weight_sync=nccl`; see
+        services/weight_sync/nccl.py, untested on CPU-only machines)."""
+        self.llm.shutdown_weight_transfer_engine()  # a group formed with an earlier learner
+        self.llm.init_weight_transfer_engine({"init_info": init_info})
+
+    def receive_weights(self, update_info: dict) -> None:
+        """Receive one NCCL broadcast of the weights described by `update_info` (names, dtype_names,
+        shapes) through vLLM's weight-transfer API, then the same post-load fix-ups as `load_weights`."""
+        fields = ("names", "dtype_names", "shapes")  # vLLM's NCCLWeightTransferUpdateInfo takes no others
+        self.llm.start_weight_update()
+        self.llm.update_weights({"update_info": {k: update_info[k] for k in fields}})
+        self.llm.finish_weight_update()
+        self.llm.collective_rpc(_after_reload)
+        self.llm.reset_prefix_cache()
 
     def prompt_logprobs(self, token_ids: list[int], k: int) -> list[dict[int, float]]:
         from vllm import SamplingParams, TokensPrompt

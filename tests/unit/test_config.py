@@ -215,6 +215,19 @@ def test_wrong_type_fails_naming_the_key():
         (["rollout.num_workers=3", "launcher.num_cpus=2"], "launcher.num_cpus=2"),
         (["rollout.weight_sync=nccl", "rollout.device=cpu"], "rollout.weight_sync=nccl"),
         (["rollout.weight_sync=carrier_pigeon"], "rollout.weight_sync='carrier_pigeon'"),
+        (["rollout.weight_bucket_mb=0"], "rollout.weight_bucket_mb=0"),
+        # NCCL moves GPU tensors on both ends, into vLLM's weight-transfer engine.
+        (["rollout.weight_sync=nccl", "rollout.device=cuda"], "learner.device=cpu"),
+        (
+            [
+                "rollout.weight_sync=nccl",
+                "launcher.ray_address=auto",
+                "rollout.device=cuda",
+                "learner.device=cuda",
+                "rollout.engine=hf",
+            ],
+            "needs rollout.engine=vllm",
+        ),
         (["learner.loss_agg=sum"], "learner.loss_agg='sum'"),
         (["rollout.max_new_tokens=512", "rollout.max_model_len=512"], "rollout.max_new_tokens=512"),
         (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
@@ -248,6 +261,24 @@ def test_check_config_rejects_bad_combinations_naming_the_field(overrides, field
     with pytest.raises(ValueError) as info:
         check_config(cfg)
     assert field in str(info.value)
+
+
+def test_nccl_weight_sync_on_a_machine_without_gpus_fails_at_config_check():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    cfg = load_config(["rollout.weight_sync=nccl", "rollout.device=cuda", "learner.device=cuda"])
+    with pytest.raises(
+        ValueError, match="rollout.weight_sync=nccl needs CUDA GPUs, and this machine has none"
+    ):
+        check_config(cfg)
+
+
+def test_nccl_weight_sync_passes_the_check_for_a_gpu_cluster():
+    # On an existing cluster the driver need not have the GPUs itself.
+    overrides = ["rollout.weight_sync=nccl", "rollout.device=cuda", "learner.device=cuda"]
+    check_config(load_config([*overrides, "launcher.ray_address=auto"]))
 
 
 def test_check_config_reports_every_problem_at_once():
