@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +69,15 @@ def save_checkpoint(
     tokenizer: Any | None,
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write an HF-loadable checkpoint with r1forge state to `directory`, atomically; return it.
 
     `meta` must hold `policy_version` and `step`; `trained_group_ids` (any iterable of str) is stored
-    sorted. Everything in `meta` must be JSON-serialisable.
+    sorted. Everything in `meta` must be JSON-serialisable. `state_dict` replaces the model's own
+    weights (a LoRA policy saves its merged ones); `write_extra(tmp_dir)` adds files (its adapter)
+    inside the same atomic write.
     """
     missing = [k for k in ("policy_version", "step") if k not in meta]
     if missing:
@@ -81,7 +86,9 @@ def save_checkpoint(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if write_extra is not None:
+            write_extra(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         state = dict(meta)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 
+from services.learner import lora
 from services.learner.batch import GRPOBatch
 from services.learner.checkpoint import load_checkpoint_meta, load_optimizer_state, save_checkpoint
 from services.learner.distill import DistillBatch, distill_loss
@@ -129,18 +130,28 @@ class GRPOTrainer:
         self.cfg = cfg
         self.model_dir = Path(model_dir)
         self.device = torch.device(cfg.device)
-        self.model = _load_policy(self.model_dir, self.device)
+        meta = load_checkpoint_meta(self.model_dir)
+        self.lora = lora.enabled(cfg.lora)
+        # The weights the policy starts from: model_dir, or the base of a LoRA checkpoint being resumed.
+        self.base_dir = lora.base_dir(self.model_dir, meta, cfg.lora, resume)
+        self.model = _load_policy(self.base_dir, self.device)
         self._autocast = _autocast_dtype(cfg.autocast_dtype)
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(self.model)
+        if self.lora:
+            self.model = lora.wrap(self.model, cfg.lora)
+            if resume and "lora" in meta:
+                lora.load_adapter(self.model, self.model_dir)
         self.tokenizer = _load_tokenizer(self.model_dir)
-        meta = load_checkpoint_meta(self.model_dir)
         recorded_reference = meta.get("reference_dir") if resume else None
         self.reference_dir = Path(reference_dir or recorded_reference or self.model_dir)
         self.reference: torch.nn.Module | None = None
-        if cfg.kl_coef > 0:
+        # With LoRA the base itself, adapter off, is the reference when it is the reference's weights.
+        self._reference_is_base = self.lora and self.reference_dir.resolve() == self.base_dir.resolve()
+        if cfg.kl_coef > 0 and not self._reference_is_base:
             self.reference = _load_policy(self.reference_dir, self.device).requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = lora.trainable_parameters(self.model) if self.lora else self.model.parameters()
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.policy_version = int(meta["policy_version"])
         self.step_count = 0
         self.trained_group_ids: set[str] = set()
@@ -202,6 +213,10 @@ class GRPOTrainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self._autocast)
 
+    def _reference(self):
+        """Context giving the frozen KL reference: its own model, or with LoRA the base, adapter off."""
+        return lora.adapter_disabled(self.model) if self._reference_is_base else nullcontext(self.reference)
+
     # -- steps -------------------------------------------------------------------------------------
 
     def step(self, batch: GRPOBatch) -> dict[str, float]:
@@ -222,10 +237,10 @@ class GRPOTrainer:
                     self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
                 )  # [b, t]
             ref_logp = None
-            if self.reference is not None:
-                with torch.no_grad(), self._precision():
+            if cfg.kl_coef > 0:
+                with torch.no_grad(), self._precision(), self._reference() as reference:
                     ref_logp = token_logprobs(
-                        self.reference, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
+                        reference, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
                     )  # [b, t]
             loss, m = grpo_loss(
                 logp, mb.old_logprobs, ref_logp, mb.advantages, mb.completion_mask,
@@ -323,7 +338,11 @@ class GRPOTrainer:
         left out (see `untied_state_dict`). This is the one way weights leave the trainer (weight sync,
         exports): a sharded or adapter-wrapped policy yields the same names and full tensors, gathered or
         merged one at a time, so a consumer never needs the whole model twice."""
-        for name, t in untied_state_dict(self.model).items():
+        if self.lora:  # the base's HF names, each adapted weight merged as it is reached (lora.py)
+            weights = lora.merged_weights(self.model, untied_state_dict(lora.base_model(self.model)))
+        else:
+            weights = untied_state_dict(self.model).items()
+        for name, t in weights:
             yield name, (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
 
     def state_dict_safetensors(self, dtype: torch.dtype | None = None) -> bytes:
@@ -340,4 +359,13 @@ class GRPOTrainer:
             "reference_dir": str(self.reference_dir),
             **(extra_meta or {}),
         }
-        return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)
+        if not self.lora:
+            return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)
+        if Path(directory).resolve() == self.base_dir.resolve():
+            raise ValueError(f"checkpoint {directory} would overwrite the LoRA base {self.base_dir}; save elsewhere")
+        meta["lora"] = lora.checkpoint_meta(self.cfg.lora, self.base_dir)
+        merged = dict(self.iter_weights())  # model.safetensors holds merged weights: what vLLM serves
+        return save_checkpoint(
+            directory, lora.base_model(self.model), self.tokenizer, meta, self.optimizer,
+            state_dict=merged, write_extra=lambda tmp: lora.save_adapter(self.model, tmp),
+        )  # fmt: skip
