@@ -242,9 +242,9 @@ class RewardConfig:
 
 
 # The projections that get adapters by default: attention and MLP of Qwen/Llama-style blocks (q/k/v/o_proj,
-# gate/up/down_proj) and of DeepSeek-V3's MLA (q_a/q_b_proj, kv_a_proj_with_mqa, kv_b_proj; o_proj and the dense and
-# shared-expert MLPs share the Llama names). A name that a model lacks is skipped; DeepSeek's routed experts are
-# fused 3-D parameters, not Linear modules, so they stay frozen (see services/learner/lora.py).
+# gate/up/down_proj) and DeepSeek-V3's MLA (q_a/q_b_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj). A name a
+# model lacks is skipped. On DeepSeek-V3 peft reads gate/up/down_proj as the routed experts (fused parameters,
+# adapted per expert), so its dense and shared-expert MLPs get none (services/learner/lora.py).
 LORA_TARGET_MODULES = (
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
     "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",

@@ -25,12 +25,17 @@ LoRA, which is why the trainer only calls into this module:
   original base and puts the saved adapter back on top (`base_dir`, `load_adapter`); a new stage
   started from the checkpoint takes its merged weights as its base and a fresh adapter.
 
-Routed experts of DeepSeek-V3 MoE layers are fused 3-D parameters in transformers (not Linear modules)
-and get no adapter; attention (MLA included), dense MLPs and the shared experts do.
+DeepSeek-V3 (and the other MoE models transformers 5 fuses): its routed experts are fused 3-D parameters
+(`experts.gate_up_proj` [E, 2I, H], `experts.down_proj`), not Linear modules. peft (>= 0.18) reads the
+target names `gate_proj`/`up_proj`/`down_proj` of such a model as those experts, as they were named in
+transformers 4, and adapts the fused parameters per expert (rank and alpha doubled on the fused
+gate_up so alpha / r stays); the dense layers' MLPs and the shared experts, Linear modules of the same
+names, then get no adapter. Attention (MLA's q_a/q_b/kv_a/kv_b/o projections) is adapted as usual.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,9 +70,13 @@ def wrap(model: torch.nn.Module, lc: Any) -> torch.nn.Module:
         bias="none", task_type="CAUSAL_LM",
     )  # fmt: skip
     training = model.training
-    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if type(m) is torch.nn.Linear})
     try:
-        peft_model = get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # On fused MoE experts peft sets a rank/alpha pattern for gate_up_proj, applies it, and still
+            # warns that it matched nothing (peft 0.21); the adapter shapes show it applied.
+            warnings.filterwarnings("ignore", message=r"The following (rank|alpha)_pattern keys did not")
+            peft_model = get_peft_model(model, config)
     except ValueError as err:
         raise ValueError(
             f"learner.lora.target_modules={list(lc.target_modules)} matches no module of "
@@ -80,7 +89,7 @@ def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The parameters the optimizer updates: the adapters' A and B (peft froze everything else)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError("the LoRA-wrapped policy has no trainable parameter; check learner.lora.target_modules")
+        raise ValueError("the LoRA policy has no trainable parameter; check learner.lora.target_modules")
     return params
 
 
@@ -102,9 +111,11 @@ def merged_weights(
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Map the base model's state dict `state` (peft's names) to the plain model's names, adapters merged.
 
-    Each adapted module's `X.base_layer.weight` becomes `X.weight` = W + (alpha / r) * B @ A, computed
-    when it is reached (one module's delta in memory at a time); `X.base_layer.bias` becomes `X.bias`;
-    the adapter tensors themselves are left out. Every other tensor passes through as is.
+    peft puts each adapted tensor under its wrapper's `base_layer` (`X.base_layer.weight` for a Linear,
+    `X.base_layer.base_layer.gate_up_proj` for fused MoE experts wrapped twice); the plain name drops
+    those segments, and the tensor adapted by a wrapper gets W + (alpha / r) * B @ A (per expert for
+    fused experts: peft's `get_delta_weight`), computed when it is reached, so one delta is in memory
+    at a time. The adapter tensors themselves are left out; everything else passes through as is.
     """
     from peft.tuners.lora import LoraLayer
 
@@ -112,12 +123,14 @@ def merged_weights(
     for name, tensor in state.items():
         if ".lora_" in name:
             continue
-        module_name, found, leaf = name.partition(".base_layer.")
-        if found:
-            if leaf == "weight":
-                tensor = tensor + layers[module_name].get_delta_weight(ADAPTER)
-            name = f"{module_name}.{leaf}"
-        yield name, tensor
+        parts = name.split(".")
+        for i, part in enumerate(parts[:-1]):
+            wrapper = layers.get(".".join(parts[:i])) if part == "base_layer" else None
+            if wrapper is None or any(p != "base_layer" for p in parts[i:-1]):
+                continue  # not a wrapper, or the tensor sits deeper than its wrapped module
+            if getattr(wrapper, "parameter_name", "weight") == parts[-1]:  # the tensor this wrapper adapts
+                tensor = tensor + wrapper.get_delta_weight(ADAPTER)
+        yield ".".join(p for p in parts if p != "base_layer"), tensor
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------
@@ -144,16 +157,25 @@ def base_dir(model_dir: Path, meta: dict[str, Any], lc: Any, resume: bool) -> Pa
         if enabled(lc) and "optimizer" in meta:
             raise ValueError(
                 f"resume from {model_dir}: it is a full fine-tuning checkpoint, which cannot continue with "
-                f"learner.lora.rank={lc.rank}; set learner.lora.rank=0, or start a new stage from it (no resume)"
+                f"learner.lora.rank={lc.rank}; set learner.lora.rank=0, or start a new stage from it "
+                "(no resume)"
             )
         return model_dir
+    if not enabled(lc):
+        raise ValueError(
+            f"resume from {model_dir}: it was trained with LoRA (rank {saved['rank']}), which "
+            f"learner.lora.rank=0 cannot continue; resume with learner.lora.rank={saved['rank']}, or start "
+            "a new stage from it (no resume: its merged weights are a plain model)"
+        )
     now = {"rank": lc.rank, "alpha": float(lc.alpha), "target_modules": list(lc.target_modules)}
     changed = {k: (saved[k], now[k]) for k in _SETTINGS if saved[k] != now[k]}
     if changed:
+        was = ", ".join(f"{k}={v[0]}" for k, v in changed.items())
+        now_set = ", ".join(f"{k}={v[1]}" for k, v in changed.items())
         raise ValueError(
-            f"resume from {model_dir}: it was trained with LoRA {{{', '.join(f'{k}={v[0]}' for k, v in changed.items())}}}"
-            f" but learner.lora has {{{', '.join(f'{k}={v[1]}' for k, v in changed.items())}}}; resume with the "
-            "checkpoint's settings, or start a new stage from it (no resume: its merged weights become the base)"
+            f"resume from {model_dir}: it was trained with LoRA {was} but learner.lora has {now_set}; resume "
+            "with the checkpoint's settings, or start a new stage from it (no resume: its merged weights "
+            "become the base)"
         )
     base = Path(saved["base_dir"])
     if not (base / "config.json").is_file():
@@ -182,7 +204,9 @@ def load_adapter(model: torch.nn.Module, directory: Path) -> None:
 
     source = Path(directory) / ADAPTER_DIR
     if not (source / "adapter_model.safetensors").is_file():
-        raise FileNotFoundError(f"{directory} records LoRA training but has no {ADAPTER_DIR}/adapter_model.safetensors")
+        raise FileNotFoundError(
+            f"{directory} records LoRA training but has no {source}/adapter_model.safetensors"
+        )
     result = set_peft_model_state_dict(model, load_file(str(source / "adapter_model.safetensors")))
     missing = [k for k in result.missing_keys if ".lora_" in k]
     if missing or result.unexpected_keys:
@@ -198,4 +222,3 @@ def _persistent_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The buffers a state dict carries (e.g. DeepSeek-V3's router correction bias), as CPU tensors."""
     names = {name for name, _ in model.named_buffers()}
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k in names}
-

@@ -362,7 +362,7 @@ class GRPOTrainer:
         if not self.lora:
             return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)
         if Path(directory).resolve() == self.base_dir.resolve():
-            raise ValueError(f"checkpoint {directory} would overwrite the LoRA base {self.base_dir}; save elsewhere")
+            raise ValueError(f"checkpoint {directory} would overwrite the LoRA base {self.base_dir}")
         meta["lora"] = lora.checkpoint_meta(self.cfg.lora, self.base_dir)
         merged = dict(self.iter_weights())  # model.safetensors holds merged weights: what vLLM serves
         return save_checkpoint(
