@@ -90,6 +90,7 @@ def test_unknown_stage_fails_naming_it():
         ["redis.url=redis://127.0.0.1:6379/0"],
         ["launcher.ray_address=auto", "redis.url=redis://redis:6379/0"],
         ["+reward.addresses.accuracy=127.0.0.1:50051"],
+        ["model=smollm2-135m", "learner.lora.rank=16", "learner.lora.alpha=32"],
         # The SmolLM2-135M commands (README "A real pretrained policy").
         [
             "model=smollm2-135m",
