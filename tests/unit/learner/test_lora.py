@@ -67,9 +67,9 @@ def _peft_merge(trainer) -> dict[str, torch.Tensor]:
     return copy.deepcopy(trainer.model).merge_and_unload().state_dict()
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_a_grpo_step_trains_only_the_adapters_and_weights_leave_merged(tiny_zoo, name):
-    _, model_dir = tiny_zoo(name=name)
+@pytest.mark.parametrize("name, tied", [("tiny-qwen", False), ("tiny-qwen", True), ("tiny-deepseek", False)])
+def test_a_grpo_step_trains_only_the_adapters_and_weights_leave_merged(tiny_zoo, name, tied):
+    _, model_dir = tiny_zoo(tied, name)
     trainer = _trainer(model_dir)
     plain = _trainer(model_dir, lora=LoRAConfig(rank=0))
     trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
@@ -136,6 +136,28 @@ def test_the_reference_is_the_base_with_the_adapter_off(tiny_zoo, name):
     torch.testing.assert_close(ref, expected, rtol=0, atol=1e-6)
     assert (policy - expected).abs().max() > 1e-4  # the adapter is back on after the context
     assert all(p.requires_grad for n, p in trainer.model.named_parameters() if ".lora_" in n)
+
+
+def test_the_adapter_off_reference_gives_the_gradient_of_a_separate_reference_copy(tiny_zoo, tmp_path):
+    """Switching the adapter off for the reference forward (peft toggles requires_grad on the adapters
+    inside the step) leaves the step's gradient exactly that of a trainer with a second, loaded reference."""
+    import shutil
+
+    _, model_dir = tiny_zoo(name="tiny-qwen")
+    copy_dir = shutil.copytree(model_dir, tmp_path / "reference")
+    from services.learner.trainer import GRPOTrainer
+
+    shared = _trainer(model_dir)
+    separate = GRPOTrainer(model_dir, CFG, reference_dir=copy_dir)
+    assert shared.reference is None and separate.reference is not None
+    batch, metrics = _batch(shared.model), []
+    for trainer in (shared, separate):
+        trainer.step(_batch(trainer.model, 0, "warm"))  # B != 0, so the policy and the reference differ
+        metrics.append(trainer.step(batch))
+    assert metrics[0]["kl"] > 0 and metrics[0]["kl"] == pytest.approx(metrics[1]["kl"], rel=1e-6)
+    assert metrics[0]["grad_norm"] == pytest.approx(metrics[1]["grad_norm"], rel=1e-6)
+    for (n, p), q in zip(shared.model.named_parameters(), separate.model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-8, msg=n)
 
 
 @pytest.mark.parametrize("name", MODELS)
