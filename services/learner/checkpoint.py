@@ -9,6 +9,8 @@ A checkpoint directory is what `AutoModelForCausalLM.from_pretrained` and vLLM l
   the same optimizer trajectory. Nothing is pickled, so loading a checkpoint never executes code. The
   optimizer file sits in a sub-directory because vLLM loads every top-level *.safetensors file as
   model weights.
+- with LoRA (`services/learner/lora.py`): model.safetensors holds the merged weights, `adapter/` the
+  adapter in peft's format, and the JSON's `lora` entry the un-merged base a resumed run starts from.
 
 Writes go to a temporary sibling directory that is renamed into place at the end, so a crash
 mid-save leaves the previous checkpoint intact rather than a half-written one.
