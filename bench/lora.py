@@ -4,13 +4,13 @@
                          [--steps 3] [overrides...]      # e.g. model=smollm2-135m learner.micro_batch_size=4
 
 One fixed GRPO batch (random token ids, `prompts` groups of `group` completions, random rewards, behaviour
-log-probs from the starting policy, so the first ratios are ~1) is trained by each setting in its own
-process, so that peak memory is that setting's alone: full fine-tuning (`learner.lora.rank=0`, which also
-loads the frozen KL reference copy when `learner.kl_coef > 0`), then LoRA at each rank (reference = the base
-with the adapter off). Per setting: trainable parameters, AdamW state size, seconds per GRPO step (the
-fastest of `--steps` after a warm-up step: the one least disturbed by other load on a shared machine),
-seconds to publish the weights (`state_dict_safetensors`: merged, for LoRA), and the peak resident memory
-of the learner process (ru_maxrss, model loading included).
+log-probs from the starting policy at `learner.temperature`, so the first ratios are 1) is trained by each
+setting in its own process, so that peak memory is that setting's alone: full fine-tuning
+(`learner.lora.rank=0`, which also loads the frozen KL reference copy when `learner.kl_coef > 0`), then
+LoRA at each rank (reference = the base with the adapter off). Per setting: trainable parameters, AdamW
+state size, seconds per GRPO step (the fastest of `--steps` after a warm-up step: the one least disturbed
+by other load on a shared machine), seconds to publish the weights (`state_dict_safetensors`: merged, for
+LoRA), and the peak resident memory of the learner process (ru_maxrss, model loading included).
 Prints a table and writes JSON to `bench_lora.json` (or the path in $BENCH_OUT).
 """
 
@@ -47,7 +47,7 @@ def _batch(trainer, args, seed: int = 0):
             completion = torch.randint(0, vocab, (args.completion_len,), generator=gen).tolist()
             row = torch.tensor([prompt + completion])
             with torch.no_grad():
-                lp = token_logprobs(trainer.model, row, None)[0, len(prompt) :]
+                lp = token_logprobs(trainer.model, row, None, None, trainer.cfg.temperature)[0, len(prompt) :]
             reward = float(torch.rand((), generator=gen))
             group.completions.add(
                 sample_index=j, completion_token_ids=completion, logprobs=lp.tolist(), total_reward=reward,
