@@ -13,6 +13,9 @@ How it departs from the paper and why:
 - One optimizer step per batch of groups (the paper's mu = 1); micro-batches only bound memory and
   give the same gradient as one big batch (see `grpo.aggregate`'s normaliser).
 - The reference policy is the stage's starting checkpoint and is skipped entirely when kl_coef = 0.
+- With `learner.lora.rank > 0` the policy is a peft-wrapped model training only its adapters; the
+  reference is then its base with the adapter off, and weights and checkpoints leave merged
+  (`services/learner/lora.py`).
 """
 
 from __future__ import annotations
