@@ -10,7 +10,8 @@ setting in its own process, so that peak memory is that setting's alone: full fi
 LoRA at each rank (reference = the base with the adapter off). Per setting: trainable parameters, AdamW
 state size, seconds per GRPO step (the fastest of `--steps` after a warm-up step: the one least disturbed
 by other load on a shared machine), seconds to publish the weights (`state_dict_safetensors`: merged, for
-LoRA), and the peak resident memory of the learner process (ru_maxrss, model loading included).
+LoRA), and resident memory (Linux /proc): after loading (policy, reference, batch), the peak while
+training and publishing (VmHWM, reset after loading), and the process's peak (ru_maxrss, loading included).
 Prints a table and writes JSON to `bench_lora.json` (or the path in $BENCH_OUT).
 """
 
@@ -57,6 +58,14 @@ def _batch(trainer, args, seed: int = 0):
     return build_batch(groups, pad_id=0, eps=trainer.cfg.adv_eps)
 
 
+def _status_gib(field: str) -> float:
+    """A memory line of /proc/self/status (VmRSS: resident now, VmHWM: its peak), in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 2**20, 2)
+    raise KeyError(field)
+
+
 def measure(overrides: list[str], args) -> dict:
     """One setting, in this (child) process."""
     from services.config_loader import load_config
@@ -66,6 +75,8 @@ def measure(overrides: list[str], args) -> dict:
     cfg = load_config(overrides)
     trainer = GRPOTrainer(resolve_model_dir(cfg.model), cfg.learner)
     batch = _batch(trainer, args)
+    loaded_gib = _status_gib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # restart the peak (VmHWM) here: training alone from now
     times = []
     for _ in range(1 + args.steps):
         t0 = time.perf_counter()
@@ -84,6 +95,8 @@ def measure(overrides: list[str], args) -> dict:
         "step_s_all": [round(t, 3) for t in times],
         "publish_s": round(publish_s, 3),
         "payload_mib": round(len(payload) / 2**20, 1),
+        "loaded_rss_gib": loaded_gib,
+        "train_peak_rss_gib": _status_gib("VmHWM"),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "sequences": batch.num_sequences,
         "completion_tokens": batch.num_tokens,
@@ -123,12 +136,13 @@ def main() -> None:
           f"{first['total_params'] / 1e6:.1f}M parameters")  # fmt: skip
     full = rows["full fine-tuning"]
     print(f"{'setting':<18}{'trainable':>12}{'AdamW MiB':>11}{'s/step':>9}{'x full':>8}{'publish s':>11}"
-          f"{'peak GiB':>10}{'x full':>8}")  # fmt: skip
+          f"{'loaded GiB':>12}{'train peak':>12}{'x full':>8}{'process peak':>14}")  # fmt: skip
     for name, r in rows.items():
         print(
             f"{name:<18}{r['trainable_params']:>12,}{r['optimizer_state_mib']:>11}{r['step_s']:>9}"
-            f"{r['step_s'] / full['step_s']:>8.2f}{r['publish_s']:>11}{r['peak_rss_gib']:>10}"
-            f"{r['peak_rss_gib'] / full['peak_rss_gib']:>8.2f}"
+            f"{r['step_s'] / full['step_s']:>8.2f}{r['publish_s']:>11}{r['loaded_rss_gib']:>12}"
+            f"{r['train_peak_rss_gib']:>12}{r['train_peak_rss_gib'] / full['train_peak_rss_gib']:>8.2f}"
+            f"{r['peak_rss_gib']:>14}"
         )
     out = Path(os.environ.get("BENCH_OUT", "bench_lora.json"))
     out.write_text(json.dumps({"overrides": overrides, "args": vars(args), "settings": rows}, indent=2))
