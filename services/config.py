@@ -253,6 +253,30 @@ class RewardConfig:
     tls_ca: str | None = None
 
 
+# The projections that get adapters by default: attention and MLP of Qwen/Llama-style blocks (q/k/v/o_proj,
+# gate/up/down_proj) and DeepSeek-V3's MLA (q_a/q_b_proj, kv_a_proj_with_mqa, kv_b_proj, o_proj). A name a
+# model lacks is skipped. On DeepSeek-V3 peft reads gate/up/down_proj as the routed experts (fused parameters,
+# adapted per expert), so its dense and shared-expert MLPs get none (services/learner/lora.py).
+LORA_TARGET_MODULES = (
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
+)  # fmt: skip
+
+
+@dataclass
+class LoRAConfig:
+    # Rank r of the LoRA adapters (W + alpha/r * B @ A on each target projection); 0 = off, full fine-tuning.
+    rank: int = 0
+    # LoRA alpha: the adapter's update is scaled by alpha / rank.
+    alpha: float = 16.0
+    # Module names (suffixes, as peft matches them) that get an adapter; the default covers Qwen, Llama and
+    # DeepSeek-V3 attention and MLP projections.
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGET_MODULES))
+    # Dropout on the adapter's input; must stay 0: the learner trains without dropout (its log-probs must be
+    # the sampler's distribution, see services/learner/trainer.py).
+    dropout: float = 0.0
+
+
 @dataclass
 class LearnerConfig:
     # Peak AdamW learning rate for GRPO.
@@ -319,6 +343,8 @@ class LearnerConfig:
     dist_timeout_s: float = 600.0
     # Seed of data order and initial state.
     seed: int = 0
+    # LoRA: train low-rank adapters on a frozen base instead of every weight (services/learner/lora.py).
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
 
 @dataclass
@@ -615,6 +641,7 @@ def check_config(cfg) -> None:
         errors.append(f"redis.appendfsync={cfg.redis.appendfsync!r}: choose one of {list(APPENDFSYNC)}")
     if not 0.0 <= cfg.learner.max_failed_share <= 1.0:
         errors.append(f"learner.max_failed_share={cfg.learner.max_failed_share}: must be between 0 and 1")
+    errors += lora_errors(cfg.learner.lora)
     if cfg.rollout.group_size < 2:
         errors.append(
             f"rollout.group_size={cfg.rollout.group_size}: GRPO needs at least 2 completions per prompt"
@@ -686,6 +713,25 @@ def placement_errors(lc) -> list[str]:
                 f"launcher.{knob}={dict(demand)} needs a cluster whose nodes offer those resources "
                 "(`ray start --resources=...`): set launcher.ray_address, or drop the knob for a local Ray"
             )
+    return errors
+
+
+def lora_errors(lc) -> list[str]:
+    """The learner.lora knobs (rank 0 = off: the others are then not used, but still checked)."""
+    errors = []
+    if lc.rank < 0:
+        errors.append(f"learner.lora.rank={lc.rank}: must be >= 0 (0 turns LoRA off)")
+    if lc.alpha <= 0:
+        errors.append(f"learner.lora.alpha={lc.alpha}: must be > 0 (the update is scaled by alpha / rank)")
+    if lc.dropout != 0:
+        errors.append(
+            f"learner.lora.dropout={lc.dropout}: must be 0; the learner trains without dropout so that its "
+            "log-probs are the sampler's distribution"
+        )
+    if not lc.target_modules or not all(isinstance(n, str) and n for n in lc.target_modules):
+        errors.append(
+            f"learner.lora.target_modules={list(lc.target_modules)}: give module names such as q_proj, v_proj"
+        )
     return errors
 
 

@@ -10,6 +10,7 @@ Modules, each one concept, none importing Redis, Ray, gRPC or vLLM (the service 
 - `distill`: soft-target batches and the CE + KL distillation loss;
 - `reward_model`: Bradley-Terry training of a scalar reward model;
 - `moe_metrics` / `moe_balance`: MoE expert load, and DeepSeek-V3's aux-loss-free bias balancing.
+- `lora`: LoRA adapters (peft) on a frozen policy: merged weights out, adapter + base in checkpoints.
 
 This file imports nothing so that importing the package stays cheap (torch loads on first use).
 """

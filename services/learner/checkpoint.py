@@ -9,6 +9,8 @@ A checkpoint directory is what `AutoModelForCausalLM.from_pretrained` and vLLM l
   the same optimizer trajectory. Nothing is pickled, so loading a checkpoint never executes code. The
   optimizer file sits in a sub-directory because vLLM loads every top-level *.safetensors file as
   model weights.
+- with LoRA (`services/learner/lora.py`): model.safetensors holds the merged weights, `adapter/` the
+  adapter in peft's format, and the JSON's `lora` entry the un-merged base a resumed run starts from.
 
 Writes go to a temporary sibling directory that is renamed into place at the end, so a crash
 mid-save leaves the previous checkpoint intact rather than a half-written one.
@@ -21,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +71,15 @@ def save_checkpoint(
     tokenizer: Any | None,
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write an HF-loadable checkpoint with r1forge state to `directory`, atomically; return it.
 
     `meta` must hold `policy_version` and `step`; `trained_group_ids` (any iterable of str) is stored
-    sorted. Everything in `meta` must be JSON-serialisable.
+    sorted. Everything in `meta` must be JSON-serialisable. `state_dict` replaces the model's own
+    weights (a LoRA policy saves its merged ones); `write_extra(tmp_dir)` adds files (its adapter)
+    inside the same atomic write.
     """
     missing = [k for k in ("policy_version", "step") if k not in meta]
     if missing:
@@ -81,7 +88,9 @@ def save_checkpoint(
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        if write_extra is not None:
+            write_extra(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         state = dict(meta)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -167,6 +168,23 @@ def all_reduce_counts(counts: dict[int, torch.Tensor], layers: Iterable[tuple[in
         dist.all_reduce(c, op=dist.ReduceOp.SUM)
         out[layer] = c
     return out
+
+
+@contextmanager
+def unsharded(model: torch.nn.Module) -> Iterator[None]:
+    """Every FSDP module's full parameters registered on the modules for the duration (a collective:
+    every rank enters it), then sharded again; for code that reads plain parameters, such as peft's
+    adapter merge and save."""
+    from torch.distributed.fsdp import FSDPModule
+
+    modules = [m for m in model.modules() if isinstance(m, FSDPModule)]
+    for module in modules:
+        module.unshard()
+    try:
+        yield
+    finally:
+        for module in modules:
+            module.reshard()
 
 
 def barrier(info: RankInfo) -> None:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from services.learner.checkpoint import STATE_FILE, replace_dir
-from services.learner.distributed import RankInfo, barrier
+from services.learner.distributed import RankInfo, barrier, unsharded
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def save_sharded_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer,
     rank: RankInfo,
+    write_extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Every rank calls this (collectives inside): DCP shards of model + optimizer, and rank 0's
     consolidated export of `weights` (the trainer's iter_weights) with `meta`. Returns the directory."""
@@ -75,6 +76,10 @@ def save_sharded_checkpoint(
         else:
             for _ in weights:  # take part in every gather; rank 0 alone receives the tensors
                 pass
+        if write_extra is not None:  # e.g. the LoRA adapter, read from the full parameters
+            with unsharded(model):
+                if rank.is_leader:
+                    write_extra(tmp)
         if rank.is_leader:
             state = dict(meta)
             state["trained_group_ids"] = sorted(meta.get("trained_group_ids", ()))

@@ -13,6 +13,9 @@ How it departs from the paper and why:
 - One optimizer step per batch of groups (the paper's mu = 1); micro-batches only bound memory and
   give the same gradient as one big batch (see `grpo.aggregate`'s normaliser).
 - The reference policy is the stage's starting checkpoint and is skipped entirely when kl_coef = 0.
+- With `learner.lora.rank > 0` the policy is a peft-wrapped model training only its adapters; the
+  reference is then its base with the adapter off, and weights and checkpoints leave merged
+  (`services/learner/lora.py`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import save as safetensors_save
 
+from services.learner import lora
 from services.learner.batch import GRPOBatch
 from services.learner.checkpoint import load_checkpoint_meta, load_optimizer_state, save_checkpoint
 from services.learner.distill import DistillBatch, distill_loss
@@ -38,6 +42,7 @@ from services.learner.distributed import (
     full_tensor,
     rank_share,
     shard_policy,
+    unsharded,
 )
 from services.learner.grpo import LOSS_AGG_MODES, grpo_loss
 from services.learner.logprobs import token_logprobs
@@ -70,15 +75,17 @@ def _tied_targets(model: torch.nn.Module) -> set[str]:
     return set(keys.keys() if isinstance(keys, dict) else keys)
 
 
-def untied_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def untied_state_dict(model: torch.nn.Module, registered: bool = False) -> dict[str, torch.Tensor]:
     """The model's state dict with each shared tensor once, keeping the name HF keeps.
 
     With tied embeddings `lm_head.weight` is the same tensor as `model.embed_tokens.weight`; like
     `save_pretrained`, keep the embedding and drop the head, so the result loads into HF and vLLM.
+    `registered` reads the tensors registered on the modules instead of calling `state_dict()` (whose
+    FSDP2 hook re-shards the parameters: inside `distributed.unsharded` the registered ones are full).
     """
     targets = _tied_targets(model)
     by_storage: dict[tuple, list[str]] = defaultdict(list)
-    state = model.state_dict()
+    state = _registered_tensors(model) if registered else model.state_dict()
     for name, tensor in state.items():
         by_storage[(tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))].append(name)
     keep = set()
@@ -86,6 +93,16 @@ def untied_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         sources = [n for n in names if n not in targets] or names
         keep.add(sources[0])
     return {name: tensor for name, tensor in state.items() if name in keep}
+
+
+def _registered_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and persistent buffers as registered on the modules, under their state-dict names."""
+    out = dict(model.named_parameters(remove_duplicate=False))
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for name, buffer in module.named_buffers(prefix=prefix, recurse=False):
+            if buffer is not None and name.rsplit(".", 1)[-1] not in module._non_persistent_buffers_set:
+                out[name] = buffer
+    return out
 
 
 _AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -145,23 +162,33 @@ class GRPOTrainer:
         self.model_dir = Path(model_dir)
         self.device = torch.device(cfg.device)
         self.rank = rank
-        self.model = _load_policy(self.model_dir, self.device)
+        meta = load_checkpoint_meta(self.model_dir)
+        self.lora = lora.enabled(cfg.lora)
+        # The weights the policy starts from: model_dir, or the base of a LoRA checkpoint being resumed.
+        self.base_dir = lora.base_dir(self.model_dir, meta, cfg.lora, resume)
+        self.model = _load_policy(self.base_dir, self.device)
         self._autocast = _autocast_dtype(cfg.autocast_dtype)
         if cfg.gradient_checkpointing:
             _enable_gradient_checkpointing(self.model)
+        if self.lora:
+            self.model = lora.wrap(self.model, cfg.lora)
+            if resume and "lora" in meta:
+                lora.load_adapter(self.model, self.model_dir)
         self._weight_names = list(untied_state_dict(self.model))  # what iter_weights yields, in order
         if rank.sharded:  # FSDP2: from here on each rank holds 1/N of every parameter
             shard_policy(self.model, self.device.type)
         self.tokenizer = _load_tokenizer(self.model_dir)
-        meta = load_checkpoint_meta(self.model_dir)
         recorded_reference = meta.get("reference_dir") if resume else None
         self.reference_dir = Path(reference_dir or recorded_reference or self.model_dir)
         self.reference: torch.nn.Module | None = None
-        if cfg.kl_coef > 0:
+        # With LoRA the base itself, adapter off, is the reference when it is the reference's weights.
+        self._reference_is_base = self.lora and self.reference_dir.resolve() == self.base_dir.resolve()
+        if cfg.kl_coef > 0 and not self._reference_is_base:
             self.reference = _load_policy(self.reference_dir, self.device).requires_grad_(False)
             if rank.sharded:
                 shard_policy(self.reference, self.device.type)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = lora.trainable_parameters(self.model) if self.lora else self.model.parameters()
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.policy_version = int(meta["policy_version"])
         self.step_count = 0
         self.trained_group_ids: set[str] = set()
@@ -226,6 +253,10 @@ class GRPOTrainer:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self._autocast)
 
+    def _reference(self):
+        """Context giving the frozen KL reference: its own model, or with LoRA the base, adapter off."""
+        return lora.adapter_disabled(self.model) if self._reference_is_base else nullcontext(self.reference)
+
     # -- steps -------------------------------------------------------------------------------------
 
     def step(self, batch: GRPOBatch) -> dict[str, float]:
@@ -246,10 +277,10 @@ class GRPOTrainer:
                     self.model, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
                 )  # [b, t]
             ref_logp = None
-            if self.reference is not None:
-                with torch.no_grad(), self._precision():
+            if cfg.kl_coef > 0:
+                with torch.no_grad(), self._precision(), self._reference() as reference:
                     ref_logp = token_logprobs(
-                        self.reference, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
+                        reference, mb.input_ids, mb.attention_mask, temperature=cfg.temperature
                     )  # [b, t]
             loss, m = grpo_loss(
                 logp, mb.old_logprobs, ref_logp, mb.advantages, mb.completion_mask,
@@ -351,6 +382,14 @@ class GRPOTrainer:
         left out (see `untied_state_dict`). This is the one way weights leave the trainer (weight sync,
         exports): a sharded or adapter-wrapped policy yields the same names and full tensors, gathered or
         merged one at a time, so a consumer never needs the whole model twice."""
+        if self.lora and self.rank.sharded:  # every rank gathers the whole policy; rank 0 merges and yields
+            with unsharded(self.model):
+                if self.rank.is_leader:
+                    yield from self._lora_weights(dtype, registered=True)
+            return
+        if self.lora:
+            yield from self._lora_weights(dtype)
+            return
         items = (
             full_items(self.model, self._weight_names)
             if self.rank.sharded
@@ -359,6 +398,19 @@ class GRPOTrainer:
         for name, t in items:  # sharded: every rank gathers each tensor, rank 0 alone yields them
             if self.rank.is_leader:
                 yield name, (t.detach().to("cpu", dtype=dtype) if dtype else t.detach().cpu()).contiguous()
+
+    def _lora_weights(
+        self, dtype: torch.dtype | None, registered: bool = False
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """The base's HF names, each adapted weight merged as it is reached (lora.py). `registered`: read
+        the full parameters of an unsharded FSDP policy, copied out (their memory goes at the reshard)."""
+        base = untied_state_dict(lora.base_model(self.model), registered)
+        for name, t in lora.merged_weights(self.model, base):
+            t = t.detach().to("cpu", dtype=dtype or t.dtype, copy=registered)
+            yield name, t.contiguous()
+
+    def _save_adapter_unsharded(self, directory: Path) -> None:
+        lora.save_adapter(self.model, directory, state=_registered_tensors(self.model))
 
     def state_dict_safetensors(self, dtype: torch.dtype | None = None) -> bytes:
         """The policy's weights as safetensors bytes (`iter_weights`)."""
@@ -374,8 +426,19 @@ class GRPOTrainer:
             "reference_dir": str(self.reference_dir),
             **(extra_meta or {}),
         }
+        if self.lora and Path(directory).resolve() == self.base_dir.resolve():
+            raise ValueError(f"checkpoint {directory} would overwrite the LoRA base {self.base_dir}")
+        if self.lora:
+            meta["lora"] = lora.checkpoint_meta(self.cfg.lora, self.base_dir)
         if self.rank.sharded:
             return save_sharded_checkpoint(
-                directory, self.model, self.iter_weights(), self.tokenizer, meta, self.optimizer, self.rank
-            )
-        return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)
+                directory, self.model, self.iter_weights(), self.tokenizer, meta, self.optimizer, self.rank,
+                write_extra=(lambda tmp: self._save_adapter_unsharded(tmp)) if self.lora else None,
+            )  # fmt: skip
+        if not self.lora:
+            return save_checkpoint(directory, self.model, self.tokenizer, meta, self.optimizer)
+        merged = dict(self.iter_weights())  # model.safetensors holds merged weights: what vLLM serves
+        return save_checkpoint(
+            directory, lora.base_model(self.model), self.tokenizer, meta, self.optimizer,
+            state_dict=merged, write_extra=lambda tmp: lora.save_adapter(self.model, tmp),
+        )  # fmt: skip

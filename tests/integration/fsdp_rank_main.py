@@ -17,7 +17,7 @@ from dataclasses import replace
 import torch
 from safetensors.torch import save_file
 
-from services.config import LearnerConfig
+from services.config import LearnerConfig, LoRAConfig
 from services.learner.batch import build_batch
 from services.learner.distributed import RankInfo, destroy, init_group
 from services.learner.sft import build_sft_batch
@@ -30,7 +30,9 @@ def main(spec_path: str) -> None:
     info = RankInfo(spec["rank"], spec["world_size"])
     if info.sharded:
         init_group(info, "127.0.0.1", spec["port"], "cpu", timeout_s=120)
-    cfg = replace(LearnerConfig(), **spec["learner"])
+    knobs = dict(spec["learner"])
+    lora = LoRAConfig(**knobs.pop("lora", {}))
+    cfg = replace(LearnerConfig(), **knobs, lora=lora)
     batches = torch.load(spec["batches"], weights_only=True)
     groups = [rollout_pb2.ScoredGroup.FromString(bytes(b.tolist())) for b in batches["groups"]]
     grpo = build_batch(groups, pad_id=0, eps=cfg.adv_eps)

@@ -103,6 +103,7 @@ def test_unknown_stage_fails_naming_it():
             "model.cache_dir=/shared/zoo",
             "rollout.num_workers=4",
         ],
+        ["model=smollm2-135m", "learner.lora.rank=16", "learner.lora.alpha=32"],
         # The SmolLM2-135M commands (README "A real pretrained policy").
         [
             "model=smollm2-135m",
@@ -229,6 +230,9 @@ def test_wrong_type_fails_naming_the_key():
             "needs rollout.engine=vllm",
         ),
         (["learner.loss_agg=sum"], "learner.loss_agg='sum'"),
+        (["learner.lora.rank=8", "learner.lora.dropout=0.05"], "learner.lora.dropout=0.05"),
+        (["learner.lora.rank=-1"], "learner.lora.rank=-1"),
+        (["learner.lora.alpha=0"], "learner.lora.alpha=0"),
         (["rollout.max_new_tokens=512", "rollout.max_model_len=512"], "rollout.max_new_tokens=512"),
         (["reward.scorers=[accuracy,vibes]"], "reward.scorers"),
         (["+reward.addresses.acuracy=127.0.0.1:50051"], "reward.addresses"),
