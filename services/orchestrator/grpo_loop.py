@@ -158,17 +158,15 @@ class GRPOLoop:
 
         try:
             return sync_weights(self.ctx, self.learner)
-        except ray.exceptions.RayActorError as e:
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
             if self._learner_alive():
                 raise  # a rollout worker failed the sync: not the learner's fault
-            raise LearnerDied(str(e)) from e
+            raise LearnerDied(str(e)) from e  # the learner, or on N ranks one of them, died
 
     def _learner_alive(self) -> bool:
-
         return learner_alive(self.learner, timeout_s=30)
 
     def _restart(self, error: LearnerDied) -> None:
-
         self.restarts += 1
         budget = self.ctx.cfg.supervisor.max_restarts
         if self.restarts > budget:
