@@ -9,13 +9,13 @@ from dataclasses import replace
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_trainer import _group  # same directory (rootdir-relative imports)
 
 from services.config import LearnerConfig, LoRAConfig
 from services.learner.batch import build_batch
 from services.learner.distill import build_distill_batch
 from services.learner.logprobs import token_logprobs
 from services.learner.sft import build_sft_batch
-from services.pb import rollout_pb2
 
 PROMPT, GOOD, BAD = [5, 6, 7], [8, 9, 10], [11, 12, 13]
 LORA = LoRAConfig(rank=4, alpha=8.0)
@@ -31,19 +31,8 @@ def _trainer(model_dir, resume=False, **overrides):
 
 def _batch(model, version=0, prompt_id="p"):
     """A GRPO batch of one group whose behaviour log-probs are `model`'s own (on-policy sampling)."""
-    group = rollout_pb2.ScoredGroup(
-        id=rollout_pb2.TaskId(run_id="r", prompt_id=prompt_id), prompt_token_ids=PROMPT,
-        policy_version=version,
-    )  # fmt: skip
-    for i, (completion, reward) in enumerate([(GOOD, 1.0), (BAD, 0.0), (GOOD[:2], 0.5), (BAD[:1], 0.0)]):
-        row = torch.tensor([PROMPT + completion])
-        with torch.no_grad():
-            lp = token_logprobs(model, row, torch.ones_like(row))[0, len(PROMPT) :]
-        group.completions.add(
-            sample_index=i, completion_token_ids=completion, logprobs=lp.tolist(), total_reward=reward,
-            status=rollout_pb2.REWARD_STATUS_OK, policy_version=version,
-        )  # fmt: skip
-    return build_batch([group], pad_id=0, eps=1e-6)
+    completions, rewards = (GOOD, BAD, GOOD[:2], BAD[:1]), (1.0, 0.0, 0.5, 0.0)
+    return build_batch([_group(model, version, prompt_id, completions, rewards, PROMPT)], pad_id=0, eps=1e-6)
 
 
 def _params(model, adapter: bool) -> dict[str, torch.Tensor]:

@@ -30,17 +30,24 @@ def _sequence_logprob(model, completion):
         return float(token_logprobs(model, row, torch.ones_like(row))[0, len(PROMPT) :].sum())
 
 
-def _group(model, version, prompt_id="p", completions=(GOOD, BAD, GOOD, BAD), rewards=(1.0, 0.0, 1.0, 0.0)):
+def _group(
+    model,
+    version,
+    prompt_id="p",
+    completions=(GOOD, BAD, GOOD, BAD),
+    rewards=(1.0, 0.0, 1.0, 0.0),
+    prompt=PROMPT,
+):
     """A scored group whose behaviour log-probs are the model's own (on-policy sampling)."""
     group = rollout_pb2.ScoredGroup(
         id=rollout_pb2.TaskId(run_id="r", prompt_id=prompt_id),
-        prompt_token_ids=PROMPT,
+        prompt_token_ids=prompt,
         policy_version=version,
     )
     for i, (completion, reward) in enumerate(zip(completions, rewards, strict=True)):
-        row = torch.tensor([PROMPT + list(completion)])
+        row = torch.tensor([prompt + list(completion)])
         with torch.no_grad():
-            lp = token_logprobs(model, row, torch.ones_like(row))[0, len(PROMPT) :]
+            lp = token_logprobs(model, row, torch.ones_like(row))[0, len(prompt) :]
         group.completions.add(
             sample_index=i, completion_token_ids=completion, logprobs=lp.tolist(), total_reward=reward,
             status=rollout_pb2.REWARD_STATUS_OK, policy_version=version,
