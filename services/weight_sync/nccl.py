@@ -25,8 +25,6 @@ How it maps onto vLLM's API:
 
 from __future__ import annotations
 
-import socket
-
 from services.weight_sync import Started, WeightSync
 
 NUM_BUFFERS = 2  # packed buffers in flight on each side
@@ -43,13 +41,10 @@ class NcclSender:
 
     @staticmethod
     def endpoint() -> tuple[str, int]:
-        """This node's address and a free port for the rendezvous."""
-        import ray
+        """This node's address and a free port for the rendezvous (as the learner's rank group's)."""
+        from services.learner.distributed import free_address
 
-        with socket.socket() as s:
-            s.bind(("", 0))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        return free_address()
 
     def init_group(self, master_address: str, master_port: int, world_size: int, bucket_bytes: int) -> None:
         from vllm.distributed.weight_transfer.nccl_common import trainer_init
