@@ -187,6 +187,14 @@ def unsharded(model: torch.nn.Module) -> Iterator[None]:
             module.reshard()
 
 
+def drain(weights: Iterable) -> dict:
+    """A rank other than 0 runs a weight gather (`trainer.iter_weights`) to its end: it takes part in every
+    collective, and rank 0 alone receives the tensors. Returns {} (the rank's answer is not used)."""
+    for _ in weights:
+        pass
+    return {}
+
+
 def barrier(info: RankInfo) -> None:
     if info.sharded:
         dist.barrier()

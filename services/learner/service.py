@@ -17,7 +17,7 @@ from pathlib import Path
 
 from services.learner.batch import DROP_REASONS, build_batch, select_groups
 from services.learner.checkpoint import load_checkpoint_meta
-from services.learner.distributed import SINGLE, RankInfo, broadcast
+from services.learner.distributed import SINGLE, RankInfo, broadcast, drain
 from services.learner.sft import sft_batches
 from services.learner.trainer import GRPOTrainer
 from services.pb import rollout_pb2
@@ -286,12 +286,12 @@ class LearnerService:
 
     def weights_metadata(self) -> dict:
         if not self.rank.is_leader:
-            return _drain(self.trainer.iter_weights())
+            return drain(self.trainer.iter_weights())
         return self._nccl().metadata(self.trainer.iter_weights(), self.trainer.policy_version)
 
     def send_weights(self) -> None:
         if not self.rank.is_leader:
-            _drain(self.trainer.iter_weights())
+            drain(self.trainer.iter_weights())
             return
         self._nccl().send(self.trainer.iter_weights())
 
@@ -338,13 +338,6 @@ class LearnerService:
         self._account(groups, selection)
         self._unacked += [d.entry_id for d in deliveries]
         return {r: n for r, n in selection.dropped.items() if n}
-
-
-def _drain(weights) -> dict:
-    """A learner rank other than 0 takes part in every gather of a weight transfer and sends nothing."""
-    for _ in weights:
-        pass
-    return {}
 
 
 def staleness_histogram(groups: list[rollout_pb2.ScoredGroup], version: int) -> dict[str, int]:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from services.learner.checkpoint import STATE_FILE, replace_dir
-from services.learner.distributed import RankInfo, barrier, unsharded
+from services.learner.distributed import RankInfo, barrier, drain, unsharded
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,7 @@ def save_sharded_checkpoint(
         if rank.is_leader:
             _export(tmp, model, weights, tokenizer)
         else:
-            for _ in weights:  # take part in every gather; rank 0 alone receives the tensors
-                pass
+            drain(weights)
         if write_extra is not None:  # e.g. the LoRA adapter, read from the full parameters
             with unsharded(model):
                 if rank.is_leader:
