@@ -141,12 +141,21 @@ class GRPOBatch:
         }
 
     def micro_batches(self, size: int) -> Iterator[GRPOBatch]:
-        """Consecutive slices of at most `size` rows, each trimmed to its own longest row."""
+        """Micro-batches of at most `size` rows, longest rows first, each trimmed to its own longest row.
+
+        Rows are ordered by length (stable) before they are sliced, so rows of like length share a
+        micro-batch and little of it is padding: with 128 completions of 15 to 112 tokens (uniform) in
+        micro-batches of 32, the model runs on 26% fewer tokens than in batch order
+        (bench/learner_step.py). Every loss here is a sum over rows divided by a whole-batch count, so
+        the order changes no gradient beyond float rounding. The longest go first: a micro-batch that
+        does not fit in memory fails on the first one."""
         if size < 1:
             raise ValueError(f"micro_batch_size={size} must be >= 1")
+        lengths = self.attention_mask.sum(dim=1)  # [N]
+        order = torch.argsort(lengths, descending=True, stable=True)  # [N]
         for start in range(0, self.num_sequences, size):
-            rows = slice(start, start + size)
-            width = int(self.attention_mask[rows].sum(dim=1).max())
+            rows = order[start : start + size]
+            width = int(lengths[rows].max())
             yield GRPOBatch(
                 input_ids=self.input_ids[rows, :width],
                 attention_mask=self.attention_mask[rows, :width],

@@ -245,8 +245,10 @@ class LearnerService:
         """MoE routing of this step's sequences (before the update): tokens per expert, balance per layer."""
         from services.learner.moe_metrics import expert_load
 
-        rows = next(batch.micro_batches(self.cfg.micro_batch_size))  # one micro-batch is a fair sample
-        load = expert_load(self.trainer.model, rows.input_ids, rows.attention_mask)
+        n = self.cfg.micro_batch_size  # a micro-batch's worth of rows in batch order: a fair sample
+        mask = batch.attention_mask[:n]
+        width = int(mask.sum(dim=1).max())
+        load = expert_load(self.trainer.model, batch.input_ids[:n, :width], mask[:, :width])
         out = {}
         for layer, counts, coef, maxvio in zip(
             load["layers"], load["tokens_per_expert"], load["balance_coef"], load["max_violation"]

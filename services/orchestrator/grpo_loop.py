@@ -120,10 +120,14 @@ class GRPOLoop:
         return m
 
     def _issue(self) -> None:
-        for (feeder, _), count in zip(self.feeders, self.counts):
-            for task in feeder.next_tasks(count, self.ctx.cfg.rollout.group_size, self.ctx.policy_version):
-                self.prompts.add(task)
-                self.issued.add(group_key(task.id))
+        """Issue one step's prompts in one transaction, so a waiting worker samples them in one call."""
+        tasks = [
+            task
+            for (feeder, _), count in zip(self.feeders, self.counts)
+            for task in feeder.next_tasks(count, self.ctx.cfg.rollout.group_size, self.ctx.policy_version)
+        ]
+        self.prompts.add_many(tasks)
+        self.issued.update(group_key(task.id) for task in tasks)
 
     def _checkpoint(self, label: str) -> str:
         meta = {

@@ -319,8 +319,8 @@ def sample_groups(
     stream = groups_stream_for(cfg.redis.groups_stream, stage)
     prompts = ctx.queue(cfg.redis.prompts_stream, "rollout", rollout_pb2.PromptTask)
     out = ctx.queue(stream, GROUP_READERS, rollout_pb2.ScoredGroup)
-    for p in problems:
-        prompts.add(
+    prompts.add_many(
+        [
             make_task(
                 p,
                 ctx.tokenizer,
@@ -334,7 +334,9 @@ def sample_groups(
                 weights[p.source],
                 top_logprobs,
             )
-        )
+            for p in problems
+        ]
+    )
     bar = tqdm(total=len(problems), desc=desc or stage, unit="prompt", dynamic_ncols=True)
     drive_rollouts(ctx, prompts, cfg.launcher.start_timeout_s + 10 * len(problems), chunk=32, progress=bar)
     bar.close()

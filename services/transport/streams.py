@@ -32,7 +32,7 @@ Cluster the source and dead-letter streams therefore need the same hash tag ("{r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -124,10 +124,26 @@ class StreamQueue(Generic[M]):
 
     def add(self, message: M) -> str:
         """Append `message`; return its entry id."""
-        if not isinstance(message, self.message_cls):
-            raise TypeError(f"stream {self.stream!r} carries {self.type_name}, got {type(message).__name__}")
-        entry_id = self.client.xadd(self.stream, {"pb": message.SerializeToString(), "type": self.type_name})
-        return _text(entry_id)
+        return self.add_many([message])[0]
+
+    def add_many(self, messages: Sequence[M]) -> list[str]:
+        """Append `messages` in one transaction (MULTI/EXEC); return their entry ids, in order.
+
+        A consumer blocked on the stream wakes once, to all of them: Redis serves blocked readers after
+        the whole transaction. Added one by one, a waiting rollout worker took the first task alone and
+        sampled it in a generate call of its own, then the rest in a second one (its decode steps cost
+        about the same for 1 prompt as for 8 at this size), which doubled a step's generation time."""
+        for message in messages:
+            if not isinstance(message, self.message_cls):
+                raise TypeError(
+                    f"stream {self.stream!r} carries {self.type_name}, got {type(message).__name__}"
+                )
+        if not messages:
+            return []
+        with self.client.pipeline(transaction=True) as pipe:
+            for message in messages:
+                pipe.xadd(self.stream, {"pb": message.SerializeToString(), "type": self.type_name})
+            return [_text(entry_id) for entry_id in pipe.execute()]
 
     def read(self, consumer: str, count: int, block_s: float) -> list[Delivery[M]]:
         """Up to `count` deliveries for `consumer`: reclaimed ones first, then new ones.

@@ -82,6 +82,33 @@ def test_add_read_ack_round_trip(client):
     assert q.read("w1", count=1, block_s=0.05) == []  # blocking read returns empty after block_s
 
 
+def test_a_blocked_reader_wakes_to_every_message_of_one_add_many(redis_url, client):
+    """A worker blocked on the prompts stream gets a whole step's tasks in one read (and so samples them
+    in one generate call), because add_many appends them in one transaction."""
+    import threading
+
+    q = _queue(client)
+    reader = StreamQueue(
+        connect(redis_url, socket_timeout_s=5), q.stream, q.group, rollout_pb2.PromptTask,
+        max_deliveries=3, claim_idle_s=60.0, dead_letter_stream=q.dead_letter_stream,
+    )  # fmt: skip
+    got = []
+    blocked = threading.Thread(target=lambda: got.append(reader.read("w1", count=8, block_s=4)))
+    blocked.start()
+    deadline = time.monotonic() + 5
+    while not any(c.get("cmd") == "xreadgroup" for c in client.client_list()) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the reader is blocked in XREADGROUP before anything is added
+    ids = q.add_many([_task(f"train-{i:06d}") for i in range(8)])
+    blocked.join(timeout=10)
+    assert [d.entry_id for d in got[0]] == ids and len(set(ids)) == 8
+    assert [d.message.id.prompt_id for d in got[0]] == [f"train-{i:06d}" for i in range(8)]
+    assert q.add_many([]) == []
+    with pytest.raises(TypeError, match="carries r1forge.v1.PromptTask"):
+        q.add_many([_task("train-000009"), rollout_pb2.ScoredGroup()])
+    assert q.length() == 8  # a batch with a wrong-typed message adds none of it
+    reader.client.close()
+
+
 def test_two_consumers_share_the_stream_without_overlap(client):
     q = _queue(client)
     ids = [q.add(_task(f"train-{i:06d}")) for i in range(4)]

@@ -149,13 +149,25 @@ def test_build_batch_aligns_old_logprobs_to_completion_positions():
     assert stats["completion_len_mean"] == pytest.approx(9 / 5)
 
 
-def test_micro_batches_trim_to_their_longest_row():
+def test_micro_batches_put_rows_of_like_length_together_longest_first():
+    # Row lengths (prompt 1 + completion): 2, 2, 4, 2; then 3 and 2 from a third group.
     g1 = make_group("a", [1.0, 0.0], prompt=(5,), completions=[([8], [-0.1]), ([9], [-0.2])])
     g2 = make_group("b", [1.0, 0.0], prompt=(5,), completions=[([8, 8, 8], [-0.1] * 3), ([9], [-0.2])])
-    batch = build_batch([g1, g2], pad_id=0, eps=1e-6)
+    g3 = make_group("c", [1.0, 0.0], prompt=(5,), completions=[([7, 7], [-0.3] * 2), ([6], [-0.4])])
+    batch = build_batch([g1, g2, g3], pad_id=0, eps=1e-6)
     parts = list(batch.micro_batches(2))
-    assert [p.input_ids.shape for p in parts] == [torch.Size([2, 2]), torch.Size([2, 4])]
-    assert torch.equal(torch.cat([p.advantages for p in parts]), batch.advantages)
+    # Longest first (4, 3), then the 2-long rows in batch order (a0 a1, b1 c1): each trimmed to its longest.
+    assert [p.input_ids.shape for p in parts] == [torch.Size([2, 4]), torch.Size([2, 2]), torch.Size([2, 2])]
+    order = [2, 4, 0, 1, 3, 5]
+    torch.testing.assert_close(torch.cat([p.advantages for p in parts]), batch.advantages[order])
+    torch.testing.assert_close(torch.cat([p.rewards for p in parts]), batch.rewards[order])
+    for p, rows in zip(parts, ([2, 4], [0, 1], [3, 5])):
+        width = p.input_ids.shape[1]
+        assert torch.equal(p.input_ids, batch.input_ids[rows, :width])
+        torch.testing.assert_close(p.old_logprobs, batch.old_logprobs[rows, :width])
+        torch.testing.assert_close(p.completion_mask, batch.completion_mask[rows, :width])
+        assert batch.attention_mask[rows, width:].sum() == 0  # nothing but padding was cut
+    assert sum(int(p.completion_mask.sum()) for p in parts) == batch.num_tokens
     with pytest.raises(ValueError, match="micro_batch_size"):
         next(batch.micro_batches(0))
 
