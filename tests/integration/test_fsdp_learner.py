@@ -1,4 +1,5 @@
-"""The learner on 2 ranks (FSDP2 over gloo, one process per rank) takes the same steps as on 1 rank.
+"""The learner on 2 ranks (FSDP2 over gloo, one process per rank) takes the same steps as on 1 rank
+(the 1-rank reference runs in the test's own process).
 
 Same batch, same seed: the GRPO and SFT losses and every updated weight agree within 1e-5, for a dense
 Qwen-style policy with tied embeddings and KL to a (sharded) reference, and for the DeepSeek-style MLA + MoE
@@ -17,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fsdp_rank_main  # same directory (rootdir-relative imports)
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -62,7 +64,8 @@ def _batches(model_dir: str, path: Path) -> None:
 
 
 def _run(tmp: Path, tag: str, world: int, model_dir: str, learner: dict, plan: list, resume_dir=None):
-    """Run the plan on `world` rank processes; rank 0's (metrics, weights)."""
+    """Run the plan on `world` rank processes (the 1-rank reference in this process: it forms no group);
+    rank 0's (metrics, weights)."""
     port, procs = _port(), []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     for rank in range(world):
@@ -72,13 +75,20 @@ def _run(tmp: Path, tag: str, world: int, model_dir: str, learner: dict, plan: l
         }  # fmt: skip
         spec_path = tmp / f"{tag}-rank{rank}.json"
         spec_path.write_text(json.dumps(spec))
+        if world == 1:
+            threads = torch.get_num_threads()  # the trainer sets the learner's; later tests keep theirs
+            try:
+                fsdp_rank_main.main(str(spec_path))
+            finally:
+                torch.set_num_threads(threads)
+            continue
         procs.append(subprocess.Popen([sys.executable, str(RANK_MAIN), str(spec_path)], env=env))
     try:
         codes = [p.wait(timeout=300) for p in procs]
     finally:
         for p in procs:
             p.kill()
-    assert codes == [0] * world, f"{tag}: rank exit codes {codes}"
+    assert codes == [0] * len(procs), f"{tag}: rank exit codes {codes}"
     return json.loads((tmp / f"{tag}.json").read_text()), load_file(str(tmp / f"{tag}.safetensors"))
 
 
