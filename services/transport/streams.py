@@ -122,27 +122,30 @@ class StreamQueue(Generic[M]):
             if "BUSYGROUP" not in str(e):
                 raise
 
+    def _fields(self, message: M) -> dict[str, Any]:
+        """The entry fields of `message`; TypeError if this stream does not carry its type."""
+        if not isinstance(message, self.message_cls):
+            raise TypeError(f"stream {self.stream!r} carries {self.type_name}, got {type(message).__name__}")
+        return {"pb": message.SerializeToString(), "type": self.type_name}
+
     def add(self, message: M) -> str:
         """Append `message`; return its entry id."""
-        return self.add_many([message])[0]
+        return _text(self.client.xadd(self.stream, self._fields(message)))
 
     def add_many(self, messages: Sequence[M]) -> list[str]:
-        """Append `messages` in one transaction (MULTI/EXEC); return their entry ids, in order.
+        """Append `messages` in one transaction (MULTI/EXEC); return their entry ids, in order. Every
+        message's type is checked first, so a batch with a wrong one adds nothing.
 
         A consumer blocked on the stream wakes once, to all of them: Redis serves blocked readers after
         the whole transaction. Added one by one, a waiting rollout worker took the first task alone and
         sampled it in a generate call of its own, then the rest in a second one (its decode steps cost
-        about the same for 1 prompt as for 8 at this size), which doubled a step's generation time."""
-        for message in messages:
-            if not isinstance(message, self.message_cls):
-                raise TypeError(
-                    f"stream {self.stream!r} carries {self.type_name}, got {type(message).__name__}"
-                )
-        if not messages:
+        about the same for 1 prompt as for 8 at this size), which nearly doubled a step's generation."""
+        entries = [self._fields(message) for message in messages]
+        if not entries:
             return []
         with self.client.pipeline(transaction=True) as pipe:
-            for message in messages:
-                pipe.xadd(self.stream, {"pb": message.SerializeToString(), "type": self.type_name})
+            for fields in entries:
+                pipe.xadd(self.stream, fields)
             return [_text(entry_id) for entry_id in pipe.execute()]
 
     def read(self, consumer: str, count: int, block_s: float) -> list[Delivery[M]]:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -85,8 +86,6 @@ def test_add_read_ack_round_trip(client):
 def test_a_blocked_reader_wakes_to_every_message_of_one_add_many(redis_url, client):
     """A worker blocked on the prompts stream gets a whole step's tasks in one read (and so samples them
     in one generate call), because add_many appends them in one transaction."""
-    import threading
-
     q = _queue(client)
     reader = StreamQueue(
         connect(redis_url, socket_timeout_s=5), q.stream, q.group, rollout_pb2.PromptTask,
